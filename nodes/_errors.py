@@ -1,0 +1,20 @@
+"""Turn llmga_core's actionable errors into messages that read well in ComfyUI's error dialog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..llmga_core.errors import LLMGAInputError
+
+
+class LLMGANodeError(Exception):
+    """Raised by LLMGA nodes; ComfyUI shows the message in its error panel and in /history."""
+
+
+@contextmanager
+def user_errors(node_title: str) -> Iterator[None]:
+    try:
+        yield
+    except LLMGAInputError as err:
+        raise LLMGANodeError(f"{node_title}: {err}") from None

@@ -1,0 +1,40 @@
+"""The pack's model folders, registered with ComfyUI's folder_paths so extra_model_paths.yaml works.
+
+models/llmga/mllm/<folder>   LLMGA MLLM folders as published (config.json, *.safetensors, tokenizer files)
+models/llmga/diffrir/<file>  DiffRIR weights (.pth loaded with weights_only, or .safetensors)
+
+In extra_model_paths.yaml use the keys ``llmga_mllm`` and ``llmga_diffrir``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+MLLM = "llmga_mllm"
+DIFFRIR = "llmga_diffrir"
+_FOLDERS: dict[str, tuple[tuple[str, ...], set[str]]] = {
+    MLLM: (("llmga", "mllm"), {"folder"}),
+    DIFFRIR: (("llmga", "diffrir"), {".pth", ".safetensors"}),
+}
+
+
+def register() -> None:
+    """Add the default folders first in line, keeping any paths extra_model_paths.yaml already gave."""
+    for name, (parts, extensions) in _FOLDERS.items():
+        folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, *parts), is_default=True)
+        paths, _ = folder_paths.folder_names_and_paths[name]
+        folder_paths.folder_names_and_paths[name] = (paths, extensions)
+
+
+def list_model_dirs(name: str, marker: str = "config.json") -> list[str]:
+    """Sub-folders (one level) of every path of ``name`` that contain ``marker``, sorted and unique."""
+    found: set[str] = set()
+    for root in folder_paths.get_folder_paths(name):
+        if not os.path.isdir(root):
+            continue
+        for entry in os.scandir(root):
+            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, marker)):
+                found.add(entry.name)
+    return sorted(found)
