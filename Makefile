@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make run    set up if needed, then ComfyUI with the pack on http://$(HOST):$(PORT)
+#   make test   set up if needed, then lint and the whole test suite (core, host, browser)
+# COMFYUI_PATH=/path/to/ComfyUI points both at an existing ComfyUI checkout instead of the cached 0.30.0.
+
+HOST ?= 127.0.0.1
+PORT ?= 8188
+PYTEST_ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+COMFY = $(shell cat .cache/comfyui_path)
+
+.PHONY: setup run test test-core test-host test-e2e lint bench clean-fixtures
+
+setup:
+	@bash scripts/setup_host.sh
+
+run: setup
+	cd "$(COMFY)" && exec "$(CURDIR)/$(PY)" main.py --listen $(HOST) --port $(PORT) \
+		$$("$(CURDIR)/$(PY)" -c 'import torch; print("" if torch.cuda.is_available() else "--cpu")') $(COMFY_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-core: setup
+	$(PY) -m pytest tests/core $(PYTEST_ARGS)
+
+test-host: setup
+	$(PY) -m pytest tests/host $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+clean-fixtures:
+	rm -rf .cache/fixtures

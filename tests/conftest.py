@@ -1,0 +1,59 @@
+"""Session fixtures shared by the host and browser tiers: tiny models and one real ComfyUI server."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.client import ComfyClient
+from tests.harness.host import tiny_sd_models
+from tests.harness.server import ComfyServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> Path:
+    return tiny_sd_models()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Iterator[ComfyServer]:
+    server = ComfyServer(
+        root=tmp_path_factory.mktemp("comfy"),
+        models={
+            "checkpoints": tiny_models / "checkpoints",
+            "controlnet": tiny_models / "controlnet",
+        },
+    )
+    server.start()
+    yield server
+    server.stop()
+    keep = ARTIFACTS / "host"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(server.log_path, keep / "comfyui.log")
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_server: ComfyServer) -> ComfyClient:
+    return ComfyClient(comfy_server.url)
+
+
+def png_bytes(width: int = 64, height: int = 64, seed: int = 0, mode: str = "RGB") -> bytes:
+    """A deterministic test picture: smooth gradients plus a little seeded noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1), (x + y) * 127 / max(width + height, 1)])
+    rgb = np.clip(rgb.transpose(1, 2, 0) + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(rgb, "RGB").convert(mode)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,34 @@
+"""Where the ComfyUI host for the tests lives, and the tiny models it runs with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fixtures.cache import REPO_ROOT, cached_dir
+
+TINY_SD_VERSION = "1"
+
+
+def comfyui_dir() -> Path:
+    """COMFYUI_PATH if set, else the 0.30.0 tree that scripts/setup_host.sh extracted."""
+    if os.environ.get("COMFYUI_PATH"):
+        path = Path(os.environ["COMFYUI_PATH"]).resolve()
+    else:
+        recorded = REPO_ROOT / ".cache" / "comfyui_path"
+        path = Path(recorded.read_text().strip()) if recorded.exists() else REPO_ROOT / ".cache" / "host" / "ComfyUI"
+    if not (path / "main.py").is_file():
+        raise RuntimeError(f"No ComfyUI at {path}: run `make setup` (or set COMFYUI_PATH to a ComfyUI checkout).")
+    return path
+
+
+def tiny_sd_models() -> Path:
+    """Folder with checkpoints/tiny_sd15{,_inpaint}.safetensors and controlnet/tiny_controlnet.safetensors."""
+
+    def build(out: Path) -> None:
+        script = Path(__file__).resolve().parents[1] / "fixtures" / "build_tiny_sd.py"
+        subprocess.run([sys.executable, str(script), str(out), str(comfyui_dir())], check=True)
+
+    return cached_dir("tiny-sd15", TINY_SD_VERSION, build)
