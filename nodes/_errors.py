@@ -13,8 +13,9 @@ class LLMGANodeError(Exception):
 
 
 @contextmanager
-def user_errors(node_title: str) -> Iterator[None]:
+def user_errors(node_title: str, *also: type[Exception]) -> Iterator[None]:
+    """Re-raise actionable errors (LLMGAInputError and ``also``) as a short message without a traceback."""
     try:
         yield
-    except LLMGAInputError as err:
+    except (LLMGAInputError, *also) as err:
         raise LLMGANodeError(f"{node_title}: {err}") from None

@@ -6,7 +6,7 @@ the chunk arithmetic, ``encode`` runs a per-chunk encoder callable over the layo
 
 from __future__ import annotations
 
-from llmga_core.lpw.encode import (
+from .encode import (
     ChunkEncoder,
     LPWConditioning,
     PairEncoder,
@@ -17,7 +17,7 @@ from llmga_core.lpw.encode import (
     pair_encoders,
     renormalised_weighting,
 )
-from llmga_core.lpw.layouts import (
+from .layouts import (
     CHUNK_BODY,
     CHUNK_LENGTH,
     CLIP_G_TOKENS,
@@ -28,8 +28,8 @@ from llmga_core.lpw.layouts import (
     SDXL_MAX_CHUNKS,
     SpecialTokens,
 )
-from llmga_core.lpw.parser import parse_attention
-from llmga_core.lpw.tokens import PromptTokens, Tokenize, hf_tokenize, plain_tokens, weighted_tokens
+from .parser import parse_attention
+from .tokens import PromptTokens, Tokenize, hf_tokenize, plain_tokens, weighted_tokens
 
 __all__ = [
     "CHUNK_BODY",

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from llmga_core.errors import LLMGAInputError
-from llmga_core.lpw.layouts import (
+from ..errors import LLMGAInputError
+from .layouts import (
     CHUNK_BODY,
     CLIP_G_TOKENS,
     CLIP_L_TOKENS,
@@ -39,7 +39,7 @@ from llmga_core.lpw.layouts import (
     pad_to_chunks,
     spread_weights,
 )
-from llmga_core.lpw.tokens import PromptTokens, Tokenize, plain_tokens, weighted_tokens
+from .tokens import PromptTokens, Tokenize, plain_tokens, weighted_tokens
 
 ChunkEncoder = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | None"]]
 # SDXL: one call per chunk with the CLIP-L ids and the CLIP-G ids (they differ only in padding);

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llmga_core.errors import LLMGAInputError
+from ..errors import LLMGAInputError
 
 CHUNK_LENGTH = 77
 CHUNK_BODY = CHUNK_LENGTH - 2

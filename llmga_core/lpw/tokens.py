@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmga_core.lpw.parser import parse_attention
+from .parser import parse_attention
 
 Tokenize = Callable[[str], Sequence[int]]
 

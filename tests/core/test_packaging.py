@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,17 @@ def test_llmga_core_never_imports_comfyui() -> None:
             else:
                 continue
             assert not roots & forbidden, f"{path.relative_to(ROOT)} imports {roots & forbidden}"
+
+
+def test_pack_code_imports_itself_relatively() -> None:
+    """ComfyUI imports the pack under a name derived from its path, so `import llmga_core` would fail there."""
+    for path in [*ROOT.glob("llmga_core/**/*.py"), *ROOT.glob("nodes/**/*.py"), ROOT / "__init__.py"]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                assert node.module.split(".")[0] not in {"llmga_core", "nodes"}, f"{path.relative_to(ROOT)}"
+            if isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] != "llmga_core" for a in node.names), f"{path.relative_to(ROOT)}"
 
 
 def test_no_pickle_loading_and_no_remote_code() -> None:

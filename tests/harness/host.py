@@ -10,6 +10,7 @@ from pathlib import Path
 from tests.fixtures.cache import REPO_ROOT, cached_dir
 
 TINY_SD_VERSION = "1"
+TINY_SDXL_VERSION = "1"
 
 
 def comfyui_dir() -> Path:
@@ -32,3 +33,13 @@ def tiny_sd_models() -> Path:
         subprocess.run([sys.executable, str(script), str(out), str(comfyui_dir())], check=True)
 
     return cached_dir("tiny-sd15", TINY_SD_VERSION, build)
+
+
+def tiny_sdxl_models() -> Path:
+    """Folder with checkpoints/tiny_sdxl.safetensors (Segmind-Vega-shaped UNet, full random SDXL CLIPs)."""
+
+    def build(out: Path) -> None:
+        script = Path(__file__).resolve().parents[1] / "fixtures" / "build_tiny_sdxl.py"
+        subprocess.run([sys.executable, str(script), str(out), str(comfyui_dir())], check=True)
+
+    return cached_dir("tiny-sdxl", TINY_SDXL_VERSION, build)

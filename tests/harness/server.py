@@ -30,7 +30,8 @@ class ComfyServer:
     """A ComfyUI process with its own base dir, models dir, database and log file."""
 
     root: Path
-    models: dict[str, Path] = field(default_factory=dict)  # folder type -> directory to expose
+    # folder type -> a directory to expose as is, or a list of files to expose together
+    models: dict[str, Path | list[Path]] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -56,10 +57,15 @@ class ComfyServer:
             link.symlink_to(REPO_ROOT, target_is_directory=True)
         lines = ["llmga_tests:", f"  base_path: {self.root / 'models'}"]
         (self.root / "models").mkdir(exist_ok=True)
-        for folder_type, directory in self.models.items():
+        for folder_type, source in self.models.items():
             target = self.root / "models" / folder_type
-            if not target.exists():
-                target.symlink_to(directory, target_is_directory=True)
+            if isinstance(source, list):
+                target.mkdir(exist_ok=True)
+                for file in source:
+                    if not (target / file.name).exists():
+                        (target / file.name).symlink_to(file)
+            elif not target.exists():
+                target.symlink_to(source, target_is_directory=True)
             lines.append(f"  {folder_type}: {folder_type}")
         extra = self.root / "extra_model_paths.yaml"
         extra.write_text("\n".join(lines) + "\n")

@@ -31,6 +31,7 @@ def _is_widget(spec: list[Any]) -> bool:
 def widget_names(definition: dict[str, Any]) -> list[str | None]:
     """Names of the node's widgets in widgets_values order; None marks a frontend-only extra value."""
     names: list[str | None] = []
+    uploads: list[None] = []  # the frontend adds upload buttons after all other widgets
     order = definition.get("input_order", {})
     for section in ("required", "optional"):
         specs = definition.get("input", {}).get(section, {})
@@ -43,8 +44,8 @@ def widget_names(definition: dict[str, Any]) -> list[str | None]:
             if options.get("control_after_generate"):
                 names.append(None)
             if options.get("image_upload") or options.get("video_upload") or options.get("audio_upload"):
-                names.append(None)
-    return names
+                uploads.append(None)
+    return names + uploads
 
 
 def convert(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def test_dict_round_trip_drops_pixels_keeps_everything_else():
 
 # ------------------------------------------------------------------------------------ task turns
 
+
 def test_task_defaults_are_the_trained_phrasings():
     assert task_instruction(Task.SIMILAR_IMAGE, "  ") == "Generate a similar image."
     assert task_instruction("inpainting", "") == "Inpaint this image."
@@ -110,8 +111,9 @@ def test_text_to_image_is_text_only_even_with_an_image():
 @pytest.mark.parametrize("task", [Task.SIMILAR_IMAGE, Task.INPAINTING, Task.OUTPAINTING])
 def test_image_tasks_prefix_the_image_and_need_one(task):
     c = add_task_turn(Conversation("qwen_2"), task, "", image=IMG)
-    assert c.prompt().endswith(f"<|im_start|>user\n<image>\n{DEFAULT_INSTRUCTIONS[task]}<|im_end|>"
-                               "<|im_start|>assistant\n")
+    assert c.prompt().endswith(
+        f"<|im_start|>user\n<image>\n{DEFAULT_INSTRUCTIONS[task]}<|im_end|><|im_start|>assistant\n"
+    )
     assert c.turns[0].task == task.value
     with pytest.raises(LLMGAInputError, match="needs an image"):
         add_task_turn(Conversation("qwen_2"), task, "")

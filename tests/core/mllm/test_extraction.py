@@ -44,8 +44,10 @@ def test_all_pairs_like_the_gradio_loop(case):
     assert len(ours.prompts) >= 2
 
 
-CAP_A = ("A majestic lion standing on a rocky cliff at golden hour, mane blowing in the wind, dramatic clouds, "
-         "highly detailed, 8k")
+CAP_A = (
+    "A majestic lion standing on a rocky cliff at golden hour, mane blowing in the wind, dramatic clouds, "
+    "highly detailed, 8k"
+)
 CAP_B = "A level 100 mouse monster, glowing red eyes, armored fur, epic fantasy battlefield, digital art"
 # fragile case -> (our prompts, where the original goes wrong: "caption" or only its printed "reply")
 BETTER = {
@@ -105,11 +107,32 @@ def test_from_ids_strips_stop_tokens_by_id():
     assert r.prompts == ("cat",) and r.reply == "<gen_image> cat </gen_image>"
 
 
-_pieces = st.sampled_from([
-    "<gen_image>", "</gen_image>", "<GEN_IMAGE>", "< gen_image>", "</ gen_image >", " ", "\n", "a", "cat",
-    "</s>", "<|im_end|>", "<end_of_turn>", "<eos>", "<|eot_id|>", "<|end|>", "<", ">", "/", "gen_image", "é",
-    "###", "<s>",
-])
+_pieces = st.sampled_from(
+    [
+        "<gen_image>",
+        "</gen_image>",
+        "<GEN_IMAGE>",
+        "< gen_image>",
+        "</ gen_image >",
+        " ",
+        "\n",
+        "a",
+        "cat",
+        "</s>",
+        "<|im_end|>",
+        "<end_of_turn>",
+        "<eos>",
+        "<|eot_id|>",
+        "<|end|>",
+        "<",
+        ">",
+        "/",
+        "gen_image",
+        "é",
+        "###",
+        "<s>",
+    ]
+)
 _answers = st.lists(_pieces, max_size=25).map("".join) | st.text(max_size=60)
 _TAGLIKE = re.compile(r"<\s*/?\s*gen_image\s*>", re.IGNORECASE)
 
@@ -130,9 +153,12 @@ def test_extraction_fuzz_never_crashes_and_prompts_are_clean(text, template):
 
 
 @settings(max_examples=200, deadline=None)
-@given(caption=st.text(min_size=1, max_size=40).filter(
-    lambda s: s.strip() and not _TAGLIKE.search(s) and "<" not in s and "#" not in s),
-       template=st.sampled_from(["llava_v1", "qwen_2", "gemma", "llama_3", "phi_3", "mistral_instruct"]))
+@given(
+    caption=st.text(min_size=1, max_size=40).filter(
+        lambda s: s.strip() and not _TAGLIKE.search(s) and "<" not in s and "#" not in s
+    ),
+    template=st.sampled_from(["llava_v1", "qwen_2", "gemma", "llama_3", "phi_3", "mistral_instruct"]),
+)
 def test_well_formed_answer_round_trips(caption, template):
     tail = stop_strings_for(template)[-1]
     r = extract_prompts(f"<gen_image> {caption} </gen_image>{tail}", template)

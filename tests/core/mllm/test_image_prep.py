@@ -103,8 +103,7 @@ def test_clip_config_from_both_json_formats():
 
 
 def test_crop_larger_than_image_pads_like_transformers():
-    cfg = ClipPreprocessConfig(do_resize=False, crop_height=30, crop_width=30, do_normalize=False,
-                               do_rescale=False)
+    cfg = ClipPreprocessConfig(do_resize=False, crop_height=30, crop_width=30, do_normalize=False, do_rescale=False)
     out = clip_preprocess(Image.fromarray(LAND), cfg)[0].permute(1, 2, 0).numpy()
     # 24 x 40 -> 30 x 30: 3 zero rows on top, columns 5..35 of the image
     assert out.shape == (30, 30, 3) and (out[:3] == 0).all() and (out[-3:] == 0).all()

@@ -27,8 +27,7 @@ IMG = ImageRef("img", 40, 24)
 
 
 def _replay(case):
-    conv = Conversation(get_template(case["template"]).name, system=case["system"],
-                        im_start_end=case["im_start_end"])
+    conv = Conversation(get_template(case["template"]).name, system=case["system"], im_start_end=case["im_start_end"])
     for step in case["steps"]:
         if "user" in step:
             conv = conv.ask(step["user"], image=IMG if step["image"] else None)
@@ -135,10 +134,16 @@ def test_checkpoint_folder_keeps_parent_name():
     assert model_name_from_path("C:\\models\\llmga-Qwen2-0.5B") == "llmga-Qwen2-0.5B"
 
 
-@pytest.mark.parametrize(("model_type", "expected"), [
-    ("llava_mistral", "mistral_instruct"), ("llava_gemma", "gemma"), ("llava_Qwen2", "qwen_2"),
-    ("llava_Phi3", "phi_3"), ("llava_mpt", "mpt"),
-])
+@pytest.mark.parametrize(
+    ("model_type", "expected"),
+    [
+        ("llava_mistral", "mistral_instruct"),
+        ("llava_gemma", "gemma"),
+        ("llava_Qwen2", "qwen_2"),
+        ("llava_Phi3", "phi_3"),
+        ("llava_mpt", "mpt"),
+    ],
+)
 def test_config_model_type_beats_a_renamed_folder(model_type, expected):
     choice = select_template("my-model-v1", {"model_type": model_type})
     assert (choice.name, choice.source) == (expected, "config")
@@ -171,8 +176,9 @@ def test_select_for_folder_reads_json_files(tmp_path):
     (folder / "config.json").write_text(json.dumps({"model_type": "llava_llama", "vocab_size": 128256}))
     assert select_template_for_folder(folder).name == "llama_3"
     (folder / "config.json").write_text(json.dumps({"model_type": "llava_llama", "vocab_size": 32000}))
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"added_tokens_decoder": {"128009": {"content": "<|eot_id|>"}}, "bos_token": "<s>"}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"added_tokens_decoder": {"128009": {"content": "<|eot_id|>"}}, "bos_token": "<s>"})
+    )
     assert select_template_for_folder(folder).name == "llama_3"
     (folder / "tokenizer_config.json").unlink()
     assert select_template_for_folder(folder).name == "llava_v1"
@@ -187,8 +193,7 @@ _texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(TEMPLATE_NAMES), msgs=st.lists(_texts, min_size=1, max_size=7),
-       system=st.none() | _texts)
+@given(name=st.sampled_from(TEMPLATE_NAMES), msgs=st.lists(_texts, min_size=1, max_size=7), system=st.none() | _texts)
 def test_render_never_crashes(name, msgs, system):
     tpl = get_template(name)
     msgs = [m or "x" for m in msgs[:1]] + msgs[1:]  # Llama-2 style needs a first message
@@ -196,9 +201,11 @@ def test_render_never_crashes(name, msgs, system):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(TEMPLATE_NAMES), with_image=st.booleans(),
-       turns=st.lists(st.tuples(_texts.filter(lambda s: s.replace("<image>", "") != ""), _texts),
-                      min_size=1, max_size=4))
+@given(
+    name=st.sampled_from(TEMPLATE_NAMES),
+    with_image=st.booleans(),
+    turns=st.lists(st.tuples(_texts.filter(lambda s: s.replace("<image>", "") != ""), _texts), min_size=1, max_size=4),
+)
 def test_multi_turn_prompt_only_grows(name, with_image, turns):
     conv = Conversation(name)
     previous = conv.prompt()

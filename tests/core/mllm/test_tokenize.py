@@ -48,7 +48,7 @@ def test_real_tokenizer_facts_behind_the_bos_rule():
     p = Conversation("llava_v1").ask("Generate a similar image.", image=ImageRef("k")).prompt()
     ids = tokenizer_input_ids(p, llama)
     assert ids[0] == llama.bos_token_id and ids.count(llama.bos_token_id) == 1
-    after = ids[image_token_positions(ids)[0] + 1:]
+    after = ids[image_token_positions(ids)[0] + 1 :]
     assert after == llama(p.split("<image>")[1]).input_ids[1:]
 
 
