@@ -8,19 +8,17 @@ it is given, and CLIPSetLastLayer, LoRA hooks and model offloading keep working.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from comfy_api.latest import io
 
-from ..llmga_core.lpw import SDXL_MAX_CHUNKS, encode_sd15, encode_sd15_training, encode_sdxl
+from ..llmga_core.lpw import SDXL_MAX_CHUNKS, Batched, encode_sd15, encode_sd15_training, encode_sdxl
 from ..llmga_core.lpw.tokens import hf_tokenize
 from ._errors import LLMGANodeError, user_errors
 
 LAYOUTS = ("auto", "sd15", "sd15-training", "sdxl")
 _log = logging.getLogger("ComfyUI-LLMGA")
-Encoded = tuple[torch.Tensor, torch.Tensor | None]
 
 
 def _is_sdxl(clip: Any) -> bool:
@@ -31,21 +29,29 @@ def _is_sd1(clip: Any) -> bool:
     return hasattr(clip.cond_stage_model, "clip_l") and not hasattr(clip.cond_stage_model, "clip_g")
 
 
-def _as_pairs(ids: torch.Tensor) -> list[list[tuple[int, float]]]:
-    return [[(int(t), 1.0) for t in ids[0].tolist()]]
+def _pairs(row: tuple[int, ...]) -> list[tuple[int, float]]:
+    return [(t, 1.0) for t in row]
 
 
-def _memoised(encode: Callable[..., Encoded]) -> Callable[..., Encoded]:
-    """Identical chunks (the padded empty negative repeats one chunk m times) are encoded once."""
-    seen: dict[tuple[tuple[int, ...], ...], Encoded] = {}
+def _batched_encoder(clip: Any, keys: tuple[str, ...]) -> Batched:
+    """One ``encode_from_tokens`` call per prompt: every distinct chunk once, the wanted pooled chunk first.
 
-    def run(*chunks: torch.Tensor) -> Encoded:
-        key = tuple(tuple(c[0].tolist()) for c in chunks)
-        if key not in seen:
-            seen[key] = encode(*chunks)
-        return seen[key]
+    ComfyUI reports the pooled vector of the first section it is given, so the chunk whose pooled vector
+    LLMGA uses goes first; repeated chunks (the padded empty negative repeats one chunk) are encoded once.
+    """
 
-    return run
+    def fn(*args: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        *batches, pooled_row = args
+        rows = list(zip(*(tuple(tuple(r) for r in b.tolist()) for b in batches), strict=True))
+        order = [rows[pooled_row], *(r for r in dict.fromkeys(rows) if r != rows[pooled_row])]
+        tokens = {key: [_pairs(row[i]) for row in order] for i, key in enumerate(keys)}
+        cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+        chunk = cond.shape[1] // len(order)
+        index = {row: i for i, row in enumerate(order)}
+        hidden = torch.cat([cond[:, index[row] * chunk : (index[row] + 1) * chunk] for row in rows])
+        return hidden, pooled
+
+    return Batched(fn)
 
 
 def _sdxl_sizes(width: int, height: int, crop_w: int, crop_h: int, target_width: int, target_height: int) -> dict:
@@ -159,11 +165,7 @@ class LLMGALongPromptEncode(io.ComfyNode):
                     tokenize=tokenize_l,
                     tokenize_g=tokenize_g,
                     max_chunks=max_chunks,
-                    encode_pair=_memoised(
-                        lambda ids_l, ids_g: clip.encode_from_tokens(
-                            {"l": _as_pairs(ids_l), "g": _as_pairs(ids_g)}, return_pooled=True
-                        )
-                    ),
+                    encode_pair=_batched_encoder(clip, ("l", "g")),
                 )
                 extra = _sdxl_sizes(width, height, crop_w, crop_h, target_width, target_height)
             else:
@@ -173,7 +175,7 @@ class LLMGALongPromptEncode(io.ComfyNode):
                     negative,
                     tokenize=tokenize_l,
                     max_chunks=max_chunks,
-                    encode=_memoised(lambda ids: clip.encode_from_tokens({"l": _as_pairs(ids)}, return_pooled=True)),
+                    encode=_batched_encoder(clip, ("l",)),
                 )
         for which, dropped in (("positive", result.dropped), ("negative", result.uncond_dropped)):
             if dropped:

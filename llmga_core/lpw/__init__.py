@@ -7,6 +7,7 @@ the chunk arithmetic, ``encode`` runs a per-chunk encoder callable over the layo
 from __future__ import annotations
 
 from .encode import (
+    Batched,
     ChunkEncoder,
     LPWConditioning,
     PairEncoder,
@@ -40,6 +41,7 @@ __all__ = [
     "SD15_T2I_MAX_CHUNKS",
     "SD15_TRAINING_MAX_CHUNKS",
     "SDXL_MAX_CHUNKS",
+    "Batched",
     "ChunkEncoder",
     "LPWConditioning",
     "PairEncoder",

@@ -48,6 +48,18 @@ PairEncoder = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, "torch.
 
 
 @dataclass(frozen=True)
+class Batched:
+    """An encoder that takes all of a prompt's chunks in one call (hosts that batch, like ComfyUI, are faster).
+
+    ``fn(ids, pooled_row)`` for SD1.5 and ``fn(ids_l, ids_g, pooled_row)`` for SDXL, with ``ids`` a CPU
+    ``LongTensor[k, 77]``; it returns ``hidden [k, 77, D]`` and the pooled vector ``[1, P]`` of chunk
+    ``pooled_row`` (or ``None``). Pass it wherever an ``encode`` / ``encode_pair`` callable is accepted.
+    """
+
+    fn: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
+
+
+@dataclass(frozen=True)
 class LPWConditioning:
     """Positive and negative conditioning of equal length, plus what the node should report."""
 
@@ -65,8 +77,12 @@ def _as_ids(window: Sequence[int]) -> torch.Tensor:
 
 
 def _encode_windows(
-    windows: Sequence[Sequence[int]], encode: ChunkEncoder
+    windows: Sequence[Sequence[int]], encode: ChunkEncoder | Batched
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """Hidden states of every window, and the pooled vectors (only the first one for a batched encoder)."""
+    if isinstance(encode, Batched):
+        hidden_all, first_pooled = encode.fn(torch.tensor([list(w) for w in windows], dtype=torch.long), 0)
+        return list(hidden_all.split(1, dim=0)), [first_pooled]
     hidden, pooled = [], []
     for window in windows:
         h, p = encode(_as_ids(window))
@@ -107,7 +123,7 @@ def encode_sd15(
     negative: str | None = "",
     *,
     tokenize: Tokenize,
-    encode: ChunkEncoder,
+    encode: ChunkEncoder | Batched,
     max_chunks: int = SD15_T2I_MAX_CHUNKS,
     special: SpecialTokens = CLIP_L_TOKENS,
 ) -> LPWConditioning:
@@ -142,7 +158,7 @@ def encode_sd15_training(
     negative: str | None = "",
     *,
     tokenize: Tokenize,
-    encode: ChunkEncoder,
+    encode: ChunkEncoder | Batched,
     max_chunks: int = SD15_TRAINING_MAX_CHUNKS,
     special: SpecialTokens = CLIP_L_TOKENS,
 ) -> LPWConditioning:
@@ -172,7 +188,7 @@ def encode_sdxl(
     negative: str | None = None,
     *,
     tokenize: Tokenize,
-    encode_pair: PairEncoder,
+    encode_pair: PairEncoder | Batched,
     max_chunks: int = SDXL_MAX_CHUNKS,
     zero_empty_negative: bool = True,
     tokenize_g: Tokenize | None = None,
@@ -201,6 +217,11 @@ def encode_sdxl(
         windows_l = chunk_windows(pad_to_chunks(ids_l, chunks, special_l), special_l)
         windows_g = chunk_windows(pad_to_chunks(ids_g, chunks, special_g), special_g)
         hidden, pooled = [], None
+        if isinstance(encode_pair, Batched):
+            batch_l = torch.tensor([list(w) for w in windows_l], dtype=torch.long)
+            batch_g = torch.tensor([list(w) for w in windows_g], dtype=torch.long)
+            hidden_all, pooled = encode_pair.fn(batch_l, batch_g, len(windows_l) - 1)
+            return join_trimmed(list(hidden_all.split(1, dim=0))), pooled
         for window_l, window_g in zip(windows_l, windows_g, strict=True):
             h, pooled = encode_pair(_as_ids(window_l), _as_ids(window_g))
             hidden.append(h)

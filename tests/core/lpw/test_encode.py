@@ -250,3 +250,41 @@ def test_encoders_run_without_autograd(tokenize, encode_last) -> None:
 def test_special_token_defaults() -> None:
     assert (CLIP_L_TOKENS.bos, CLIP_L_TOKENS.eos, CLIP_L_TOKENS.pad) == (49406, 49407, 49407)
     assert CLIP_G_TOKENS.pad == 0
+
+
+# --- the batched encoder protocol gives the same conditioning as per-chunk calls
+
+
+def _batched_from(encode):
+    from llmga_core.lpw import Batched
+
+    def fn(ids: torch.Tensor, pooled_row: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outs = [encode(ids[i : i + 1]) for i in range(ids.shape[0])]
+        return torch.cat([h for h, _ in outs]), outs[pooled_row][1]
+
+    return Batched(fn)
+
+
+@pytest.mark.parametrize("words", [5, 100])
+def test_batched_sd15_equals_per_chunk(words: int, tokenize, encode_last) -> None:
+    prompt = " ".join(["(harbor:1.2)", "lights", "[at]", "dusk"] * words)
+    for fn in (encode_sd15, encode_sd15_training):
+        one = fn(prompt, "blurry", tokenize=tokenize, encode=encode_last, max_chunks=4)
+        batch = fn(prompt, "blurry", tokenize=tokenize, encode=_batched_from(encode_last), max_chunks=4)
+        assert torch.equal(one.cond, batch.cond) and torch.equal(one.uncond, batch.uncond)
+        assert torch.equal(one.pooled, batch.pooled)
+
+
+def test_batched_sdxl_equals_per_chunk_including_the_last_chunks_pooled(tokenize, encode_xl) -> None:
+    from llmga_core.lpw import Batched
+
+    def fn(ids_l: torch.Tensor, ids_g: torch.Tensor, pooled_row: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outs = [encode_xl(ids_l[i : i + 1], ids_g[i : i + 1]) for i in range(ids_l.shape[0])]
+        return torch.cat([h for h, _ in outs]), outs[pooled_row][1]
+
+    prompt = " ".join(["lighthouse", "rocks", "dawn"] * 70)
+    one = encode_sdxl(prompt, "grainy", tokenize=tokenize, encode_pair=encode_xl)
+    batch = encode_sdxl(prompt, "grainy", tokenize=tokenize, encode_pair=Batched(fn))
+    assert one.chunks == 3
+    assert torch.equal(one.cond, batch.cond) and torch.equal(one.uncond, batch.uncond)
+    assert torch.equal(one.pooled, batch.pooled) and torch.equal(one.uncond_pooled, batch.uncond_pooled)
