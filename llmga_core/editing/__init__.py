@@ -1,0 +1,53 @@
+"""LLMGA's instruction-based editing on any ε-prediction denoiser (llmga-spec.md 3.4).
+
+Not InstructPix2Pix: a DiffEdit mask (``mask``), edit-friendly DDPM inversion with a second-order
+SDE-DPM-Solver++ (``inversion``, ``solver``), and sampling that replays the stored noises with classifier-free
+guidance only inside the mask (``sampling``); ``edit`` chains them as LLMGA's CLI does. Everything works on
+VAE latents and a callable ``eps(x, t, cond)``; VAE and prompt encoding stay with the caller.
+"""
+
+from __future__ import annotations
+
+from .denoiser import Denoiser, EpsBatchFn, EpsFn, InterruptFn, ProgressFn
+from .edit import SKIP, STEPS, EditConds, EditResult, edit
+from .inversion import SOURCE_CFG, Inversion, invert
+from .mask import NUM_MAPS, THRESHOLD_RATIO, diffedit_mask, guidance_map, threshold_map
+from .sampling import TARGET_CFG, prepare_mask, sample
+from .schedule import (
+    NoiseTables,
+    check_image_size,
+    edit_timesteps,
+    mask_encode_timestep,
+    sd15_alphas_cumprod,
+)
+from .solver import SdeDpmSolverPP2M
+
+__all__ = [
+    "NUM_MAPS",
+    "SKIP",
+    "SOURCE_CFG",
+    "STEPS",
+    "TARGET_CFG",
+    "THRESHOLD_RATIO",
+    "Denoiser",
+    "EditConds",
+    "EditResult",
+    "EpsBatchFn",
+    "EpsFn",
+    "InterruptFn",
+    "Inversion",
+    "NoiseTables",
+    "ProgressFn",
+    "SdeDpmSolverPP2M",
+    "check_image_size",
+    "diffedit_mask",
+    "edit",
+    "edit_timesteps",
+    "guidance_map",
+    "invert",
+    "mask_encode_timestep",
+    "prepare_mask",
+    "sample",
+    "sd15_alphas_cumprod",
+    "threshold_map",
+]
