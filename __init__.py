@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
+from pathlib import Path
 
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import model_folders
 
 WEB_DIRECTORY = "./js"
-NODE_MODULES: tuple[str, ...] = ("outpaint",)
+# Every public module of nodes/ is a node family; those without a NODES list (helpers) add nothing.
+NODE_MODULES: tuple[str, ...] = tuple(
+    sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent / "nodes")]) if not m.name.startswith("_"))
+)
 
 _log = logging.getLogger("ComfyUI-LLMGA")
 model_folders.register()
@@ -28,7 +33,7 @@ def _load_node_classes() -> list[type[io.ComfyNode]]:
         except Exception:
             _log.exception("ComfyUI-LLMGA: node module '%s' failed to import; its nodes are unavailable", name)
             continue
-        classes.extend(module.NODES)
+        classes.extend(getattr(module, "NODES", ()))
     return classes
 
 
