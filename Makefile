@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 COMFY = $(shell cat .cache/comfyui_path)
 
-.PHONY: setup run test test-core test-host test-e2e lint bench clean-fixtures
+.PHONY: setup run test test-core test-host test-e2e lint bench clean-fixtures models
 
 setup:
 	@bash scripts/setup_host.sh
@@ -36,3 +36,7 @@ test-e2e: setup
 
 clean-fixtures:
 	rm -rf .cache/fixtures
+
+# Fetch LLMGA weights into the host's models folder: make models NAMES="llmga-Qwen2-0.5B-full-finetune"
+models: setup
+	$(PY) -m llmga_core.download --models-dir "$(COMFY)/models" $(NAMES)
