@@ -64,3 +64,14 @@ def progress_callback(total: int) -> Callable[[int, int], None]:
         bar.update_absolute(done, new_total)
 
     return update
+
+
+def stream_text(node_id: str | None, text: str) -> None:
+    """Show ``text`` on the running node while it is produced (the frontend's progress_text event)."""
+    if node_id is None:
+        return
+    from server import PromptServer
+
+    instance = getattr(PromptServer, "instance", None)
+    if instance is not None and hasattr(instance, "send_progress_text"):
+        instance.send_progress_text(text, node_id)

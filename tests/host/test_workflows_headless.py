@@ -19,11 +19,14 @@ MODEL_STANDINS = {
     ("CheckpointLoaderSimple", "ckpt_name"): "tiny_sd15.safetensors",
     ("ControlNetLoader", "control_net_name"): "tiny_controlnet.safetensors",
     ("LLMGADiffRIRLoader", "weights"): "DiffRIR_x1_S2GAN.pth",
+    ("LLMGAMLLMLoader", "model"): "llmga-Qwen2-0.5B-full-finetune",
 }
 TINY_RUN = {
     ("EmptyLatentImage", "width"): 64,
     ("EmptyLatentImage", "height"): 64,
     ("KSampler", "steps"): 2,
+    ("LLMGAGeneratePrompt", "max_new_tokens"): 8,
+    ("LLMGAEditPrompts", "max_new_tokens"): 8,
 }
 
 

@@ -1,0 +1,377 @@
+"""The LLMGA MLLM as graph blocks: load a released folder, write prompts over several turns, edit captions.
+
+Everything LLMGA-specific (templates, task turns, image preprocessing, splicing, extraction) lives in
+llmga_core.mllm; this module wires it to ComfyUI's model folders, memory manager, progress, Cancel and
+the frontend's streaming text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import folder_paths
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+from ..llmga_core.errors import LLMGAInputError
+from ..llmga_core.mllm import (
+    TEMPLATE_NAMES,
+    Conversation,
+    Extraction,
+    ImageRef,
+    add_task_turn,
+    edit_source_turn,
+    edit_target_turn,
+    extract_prompts,
+    prepare_mllm_image,
+    select_template_for_folder,
+    stop_strings_for,
+)
+from ..llmga_core.mllm.generate import SamplingSettings, run_turn
+from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
+from . import runtime
+from ._errors import LLMGANodeError, user_errors
+from .model_folders import MLLM, list_model_dirs
+
+MLLMSocket = io.Custom("LLMGA_MLLM")
+ConversationSocket = io.Custom("LLMGA_CONVERSATION")
+TASKS = ("text-to-image", "similar image", "inpainting", "outpainting", "chat")
+FROM_CHECKPOINT = "from checkpoint"
+QUANTIZATIONS = ("none", "8-bit", "4-bit")
+STREAM_EVERY_S = 0.15  # throttle for the text streamed to the node
+
+
+@dataclass(frozen=True)
+class MLLMHandle:
+    """What travels on an LLMGA_MLLM socket."""
+
+    patcher: comfy.model_patcher.ModelPatcher
+    loaded: LoadedMLLM
+    template: str
+    template_reason: str
+
+
+def _model_folder(name: str) -> str:
+    """The folder for ``name``, confined to the registered llmga_mllm folders (one plain folder name)."""
+    plain = name not in ("", ".", "..") and os.path.basename(name) == name and "/" not in name and "\\" not in name
+    for root in folder_paths.get_folder_paths(MLLM) if plain else ():
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate):  # a user's symlinked model folder is fine: the name itself is confined
+            return candidate
+    raise LLMGANodeError(
+        f"LLMGA MLLM Loader: no model folder {name!r}. Put the LLMGA folder (config.json, *.safetensors, "
+        "tokenizer files) in ComfyUI/models/llmga/mllm/, e.g. with `python -m llmga_core.download "
+        "llmga-Qwen2-0.5B-full-finetune` in the pack folder."
+    )
+
+
+def _check_quantization(choice: str) -> None:
+    if choice == "none":
+        return
+    if not torch.cuda.is_available():
+        raise LLMGANodeError(
+            f"LLMGA MLLM Loader: {choice} quantization needs a CUDA GPU; on this machine choose 'none' "
+            "(or a smaller model such as llmga-Qwen2-0.5B)."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LLMGANodeError(
+            f"LLMGA MLLM Loader: {choice} quantization needs bitsandbytes: run `pip install bitsandbytes` in "
+            "ComfyUI's Python environment, or choose 'none'."
+        )
+    raise LLMGANodeError(f"LLMGA MLLM Loader: {choice} quantization is not available in this version; choose 'none'.")
+
+
+class LLMGAMLLMLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LLMGAMLLMLoader",
+            display_name="LLMGA MLLM Loader",
+            category="LLMGA/loaders",
+            description=(
+                "Loads a released LLMGA multimodal LLM folder (vicuna, llama-2/3, mistral, Qwen2, Phi-3, gemma) "
+                "offline from models/llmga/mllm, with its own CLIP vision tower, into ComfyUI's memory manager."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "model",
+                    options=list_model_dirs(MLLM),
+                    tooltip="An LLMGA folder in models/llmga/mllm (keep the released folder name: LLMGA picks "
+                    "the chat template from it).",
+                ),
+                io.Combo.Input(
+                    "vision_tower",
+                    options=[FROM_CHECKPOINT, *folder_paths.get_filename_list("clip_vision")],
+                    default=FROM_CHECKPOINT,
+                    tooltip="The released folders contain the CLIP ViT-L/14-336 tower; pick a models/clip_vision "
+                    "file only for a folder without it.",
+                ),
+                io.Combo.Input(
+                    "template",
+                    options=["auto", *TEMPLATE_NAMES],
+                    default="auto",
+                    tooltip="Conversation template. auto: chosen from the config, tokenizer and folder name as "
+                    "LLMGA does.",
+                ),
+                io.Combo.Input(
+                    "precision",
+                    options=list(runtime.PRECISIONS),
+                    default="auto",
+                    tooltip="auto: fp16 on GPUs, fp32 on CPU.",
+                ),
+                io.Combo.Input(
+                    "quantization",
+                    options=list(QUANTIZATIONS),
+                    default="none",
+                    tooltip="8/4-bit weights through bitsandbytes (CUDA only) to fit 7B models in less VRAM.",
+                ),
+            ],
+            outputs=[MLLMSocket.Output(display_name="mllm", tooltip="The loaded LLMGA assistant.")],
+        )
+
+    @classmethod
+    def execute(cls, model: str, vision_tower: str, template: str, precision: str, quantization: str) -> io.NodeOutput:
+        _check_quantization(quantization)
+        path = _model_folder(model)
+        clip = (
+            None
+            if vision_tower == FROM_CHECKPOINT
+            else folder_paths.get_full_path_or_raise("clip_vision", vision_tower)
+        )
+        dtype = runtime.compute_dtype(precision, mm.get_torch_device())
+        with user_errors("LLMGA MLLM Loader"):
+            choice = select_template_for_folder(path, None if template == "auto" else template)
+            loaded = load_mllm(path, dtype=dtype, clip_vision=clip)
+        handle = MLLMHandle(runtime.managed(loaded.model), loaded, choice.name, choice.reason)
+        return io.NodeOutput(handle, ui=ui.PreviewText(f"{loaded.name}: template {choice.name} ({choice.reason})"))
+
+
+def _image_ref(
+    task: str, handle: MLLMHandle, image: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[ImageRef, torch.Tensor]:
+    """The conversation's image (its key hashes the pixels) and what the MLLM sees, as an IMAGE preview."""
+    first = image[:1]
+    first_mask = None if mask is None else (mask[:1] if mask.ndim == 3 else mask[None])
+    prepared = prepare_mllm_image(task, first, first_mask, handle.loaded.clip_preprocess)
+    digest = hashlib.sha256(first.float().cpu().numpy().tobytes())
+    if first_mask is not None:
+        digest.update(first_mask.float().cpu().numpy().tobytes())
+    ref = ImageRef(digest.hexdigest()[:16], int(first.shape[2]), int(first.shape[1]), pixels=prepared.pixel_values)
+    seen = torch.from_numpy(np.asarray(prepared.square.convert("RGB"), dtype=np.float32) / 255.0)[None]
+    return ref, seen
+
+
+def _generate(
+    handle: MLLMHandle, conversation: Conversation, settings: SamplingSettings, node_id: str | None
+) -> tuple[Extraction, Conversation]:
+    """Run the awaiting turn: progress per token, Cancel within one token, text streamed to the node."""
+    runtime.load_to_device(handle.patcher)
+    bar = runtime.progress_callback(settings.max_new_tokens)
+    count = 0
+    last = 0.0
+
+    def on_token(_token: int, text: str) -> None:
+        nonlocal count, last
+        runtime.check_interrupt()
+        count += 1
+        bar(count, settings.max_new_tokens)
+        now = time.monotonic()
+        if now - last >= STREAM_EVERY_S:
+            last = now
+            runtime.stream_text(node_id, text)
+
+    image = conversation.image
+    pixels = None
+    if conversation.has_image_token:
+        if image is None or image.pixels is None:
+            raise LLMGANodeError("This conversation's image is no longer in memory: re-run its first turn.")
+        pixels = image.pixels
+    with user_errors("LLMGA"):
+        result = run_turn(
+            handle.loaded,
+            conversation.prompt(),
+            pixels,
+            settings,
+            stop_strings=stop_strings_for(conversation.template),
+            on_token=on_token,
+        )
+    extraction = extract_prompts(result.text, conversation.template)
+    runtime.stream_text(node_id, extraction.reply)
+    return extraction, conversation.answer(extraction.history_text)
+
+
+def _sampling_inputs() -> list[io.Input]:
+    return [
+        io.Int.Input(
+            "seed",
+            default=0,
+            min=0,
+            max=0xFFFFFFFFFFFFFFFF,
+            control_after_generate=True,
+            tooltip="Seed for sampling; the same seed and inputs give the same text.",
+        ),
+        io.Float.Input(
+            "temperature",
+            default=0.2,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            tooltip="0 = greedy (deterministic without a seed); LLMGA's CLIs use 0.2.",
+        ),
+        io.Float.Input("top_p", default=1.0, min=0.01, max=1.0, step=0.01, tooltip="Nucleus sampling mass."),
+        io.Int.Input("max_new_tokens", default=512, min=1, max=4096, tooltip="Longest reply; LLMGA's CLIs allow 512."),
+    ]
+
+
+def _settings(seed: int, temperature: float, top_p: float, max_new_tokens: int) -> SamplingSettings:
+    with user_errors("LLMGA"):
+        return SamplingSettings(seed=seed, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+
+
+def _turns_json(conversation: Conversation) -> str:
+    return json.dumps([{"user": t.user, "reply": t.reply, "task": t.task} for t in conversation.turns])
+
+
+class LLMGAGeneratePrompt(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LLMGAGeneratePrompt",
+            display_name="LLMGA Generate Prompt",
+            category="LLMGA/prompting",
+            description=(
+                "One turn of LLMGA: turns an instruction (and for image tasks an image, plus a mask for "
+                "inpainting/outpainting) into a detailed generation prompt. Chain the conversation output into "
+                "another of these nodes to refine over several turns."
+            ),
+            inputs=[
+                MLLMSocket.Input("mllm", tooltip="From LLMGA MLLM Loader."),
+                io.Combo.Input(
+                    "task",
+                    options=list(TASKS),
+                    default="text-to-image",
+                    tooltip="text-to-image: refine a short idea. similar image: describe the image to make a "
+                    "similar one. inpainting/outpainting: imagine what fills the masked area. chat: free talk.",
+                ),
+                io.String.Input(
+                    "instruction",
+                    multiline=True,
+                    default="",
+                    tooltip="What you want, e.g. 'A level 1 mouse monster'. Image tasks may leave it empty.",
+                ),
+                *_sampling_inputs(),
+                io.Image.Input("image", optional=True, tooltip="The image for similar image, inpainting, outpainting."),
+                io.Mask.Input("mask", optional=True, tooltip="Inpainting/outpainting: 1 (white) = the area to fill."),
+                ConversationSocket.Input(
+                    "conversation", optional=True, tooltip="Continue an earlier turn's conversation (multi-turn)."
+                ),
+            ],
+            outputs=[
+                io.String.Output(display_name="prompt", tooltip="The generation prompt (the reply if it wrote none)."),
+                io.String.Output(display_name="reply", tooltip="The assistant's whole reply, tags removed."),
+                ConversationSocket.Output(display_name="conversation", tooltip="The chat so far, to continue it."),
+                io.String.Output(
+                    display_name="prompts", is_output_list=True, tooltip="Every prompt of the reply, as a list."
+                ),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        mllm: MLLMHandle,
+        task: str,
+        instruction: str,
+        seed: int,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        image: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        conversation: Conversation | None = None,
+    ) -> io.NodeOutput:
+        settings = _settings(seed, temperature, top_p, max_new_tokens)
+        seen = None
+        with user_errors("LLMGA Generate Prompt"):
+            base = conversation or Conversation(mllm.template)
+            ref = None
+            if image is not None and task != "text-to-image" and base.image is None:
+                ref, seen = _image_ref(task, mllm, image, mask if task in ("inpainting", "outpainting") else None)
+            elif task in ("inpainting", "outpainting") and image is not None and mask is None:
+                raise LLMGAInputError(f"The {task} task needs a mask: connect one (white = area to fill).")
+            asked = add_task_turn(base, task, instruction, ref)
+        extraction, answered = _generate(mllm, asked, settings, cls.hidden.unique_id)
+        prompt = extraction.prompt_or_reply
+        prompts = list(extraction.prompts) or [prompt]
+        shown = {"text": [prompt], "reply": [extraction.reply], "conversation": [_turns_json(answered)]}
+        if seen is not None:  # the thumbnail of what the assistant was shown
+            shown |= ui.PreviewImage(seen, cls=cls).as_dict()
+        return io.NodeOutput(prompt, extraction.reply, answered, prompts, ui=shown)
+
+
+class LLMGAEditPrompts(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LLMGAEditPrompts",
+            display_name="LLMGA Edit Prompts",
+            category="LLMGA/prompting",
+            description=(
+                "LLMGA's two-turn editing chat: the assistant first captions the image (source prompt), then "
+                "rewrites that caption to follow your instruction (target prompt). Feed both to LLMGA "
+                "Instruction Edit."
+            ),
+            inputs=[
+                MLLMSocket.Input("mllm", tooltip="From LLMGA MLLM Loader."),
+                io.Image.Input("image", tooltip="The image to edit (centre-cropped for the assistant, as LLMGA does)."),
+                io.String.Input(
+                    "instruction", multiline=True, default="", tooltip="The edit, e.g. 'make it snowy at night'."
+                ),
+                *_sampling_inputs(),
+            ],
+            outputs=[
+                io.String.Output(display_name="source_prompt", tooltip="Caption of the image as it is."),
+                io.String.Output(display_name="target_prompt", tooltip="Caption of the image as it should become."),
+                ConversationSocket.Output(display_name="conversation", tooltip="The editing chat, to continue it."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        mllm: MLLMHandle,
+        image: torch.Tensor,
+        instruction: str,
+        seed: int,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+    ) -> io.NodeOutput:
+        settings = _settings(seed, temperature, top_p, max_new_tokens)
+        with user_errors("LLMGA Edit Prompts"):
+            if not instruction.strip():
+                raise LLMGAInputError("The edit instruction is empty: say what to change in the image.")
+            ref, seen = _image_ref("edit", mllm, image, None)
+            source_turn = edit_source_turn(mllm.template, ref)
+        source, answered = _generate(mllm, source_turn, settings, cls.hidden.unique_id)
+        with user_errors("LLMGA Edit Prompts"):
+            target_turn = edit_target_turn(answered, instruction)
+        target, final = _generate(mllm, target_turn, settings, cls.hidden.unique_id)
+        shown = {
+            "text": [f"source: {source.prompt_or_reply}\ntarget: {target.prompt_or_reply}"],
+            "conversation": [_turns_json(final)],
+        } | ui.PreviewImage(seen, cls=cls).as_dict()
+        return io.NodeOutput(source.prompt_or_reply, target.prompt_or_reply, final, ui=shown)
+
+
+NODES: list[type[io.ComfyNode]] = [LLMGAMLLMLoader, LLMGAGeneratePrompt, LLMGAEditPrompts]
