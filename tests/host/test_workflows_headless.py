@@ -20,6 +20,8 @@ MODEL_STANDINS = {
     ("ControlNetLoader", "control_net_name"): "tiny_controlnet.safetensors",
     ("LLMGADiffRIRLoader", "weights"): "DiffRIR_x1_S2GAN.pth",
     ("LLMGAMLLMLoader", "model"): "llmga-Qwen2-0.5B-full-finetune",
+    # the 9-channel tiny folder also runs text-to-image graphs (ComfyUI fills an all-ones mask)
+    ("LLMGACheckpointLoader", "folder"): "llmga-sd15-inpainting",
 }
 TINY_RUN = {
     ("EmptyLatentImage", "width"): 64,
@@ -27,6 +29,8 @@ TINY_RUN = {
     ("KSampler", "steps"): 2,
     ("LLMGAGeneratePrompt", "max_new_tokens"): 8,
     ("LLMGAEditPrompts", "max_new_tokens"): 8,
+    ("LLMGAInpaintSampler", "steps"): 2,
+    ("LLMGAInpaintSampler", "size"): 64,
 }
 
 
