@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -34,12 +35,25 @@ TINY_RUN = {
 }
 
 
+def picture_with_hole() -> bytes:
+    """64x64 RGBA: LoadImage's MASK (1 - alpha) is a 24x20 hole, so inpainting workflows have work to do."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png_bytes(64, 64, seed=3))).convert("RGBA")
+    alpha = Image.new("L", (64, 64), 255)
+    alpha.paste(0, (20, 16, 44, 36))
+    image.putalpha(alpha)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
 def prepare_inputs(comfy: ComfyClient, prompt: dict) -> None:
     """Upload a small picture for every Load Image; swap in tiny models and tiny sizes."""
     for node in prompt.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind in ("LoadImage", "LoadImageMask"):
-            comfy.upload_image(inputs["image"], png_bytes(64, 64, seed=3))
+            comfy.upload_image(inputs["image"], picture_with_hole())
         for (node_type, name), value in {**MODEL_STANDINS, **TINY_RUN}.items():
             if kind == node_type and name in inputs and not isinstance(inputs[name], list):
                 inputs[name] = value
