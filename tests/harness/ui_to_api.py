@@ -105,11 +105,16 @@ def convert(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, 
 
 
 def set_widgets(workflow: dict[str, Any], object_info: dict[str, Any], values: dict[tuple[str, str], Any]) -> None:
-    """Set widget values in a UI workflow by (node type, widget name), e.g. to swap in test models."""
+    """Set widget values in a UI workflow by (node type, widget name), e.g. to swap in test models.
+
+    A dict value maps the current value to the new one (for example released model name -> test model).
+    """
     for node in workflow["nodes"]:
         if node["type"] in VIRTUAL_NODES or node["type"] not in object_info:
             continue
         names = widget_names(object_info[node["type"]])
         for (node_type, name), value in values.items():
             if node["type"] == node_type and name in names and isinstance(node.get("widgets_values"), list):
-                node["widgets_values"][names.index(name)] = value
+                index = names.index(name)
+                old = node["widgets_values"][index]
+                node["widgets_values"][index] = value[old] if isinstance(value, dict) else value

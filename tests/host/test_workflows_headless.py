@@ -21,8 +21,13 @@ MODEL_STANDINS = {
     ("ControlNetLoader", "control_net_name"): "tiny_controlnet.safetensors",
     ("LLMGADiffRIRLoader", "weights"): "DiffRIR_x1_S2GAN.pth",
     ("LLMGAMLLMLoader", "model"): "llmga-Qwen2-0.5B-full-finetune",
-    # the 9-channel tiny folder also runs text-to-image graphs (ComfyUI fills an all-ones mask)
-    ("LLMGACheckpointLoader", "folder"): "llmga-sd15-inpainting",
+    # by the released folder a workflow names: text-to-image (also editing) or inpainting
+    ("LLMGACheckpointLoader", "folder"): {
+        "llmga-sd15-t2i-v2": "llmga-sd15-t2i",
+        "llmga-sd15-inpainting-v2": "llmga-sd15-inpainting",
+        "llmga-sdxl-t2i": "llmga-sdxl-t2i",
+        "llmga-sdxl-inpainting-v2": "llmga-sdxl-inpainting",
+    },
 }
 TINY_RUN = {
     ("EmptyLatentImage", "width"): 64,
@@ -32,6 +37,9 @@ TINY_RUN = {
     ("LLMGAEditPrompts", "max_new_tokens"): 8,
     ("LLMGAInpaintSampler", "steps"): 2,
     ("LLMGAInpaintSampler", "size"): 64,
+    ("ImageScale", "width"): 64,
+    ("ImageScale", "height"): 64,
+    ("LLMGAInstructionEdit", "steps"): 10,
 }
 
 
@@ -56,7 +64,7 @@ def prepare_inputs(comfy: ComfyClient, prompt: dict) -> None:
             comfy.upload_image(inputs["image"], picture_with_hole())
         for (node_type, name), value in {**MODEL_STANDINS, **TINY_RUN}.items():
             if kind == node_type and name in inputs and not isinstance(inputs[name], list):
-                inputs[name] = value
+                inputs[name] = value[inputs[name]] if isinstance(value, dict) else value
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
