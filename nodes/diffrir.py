@@ -13,6 +13,7 @@ from ..llmga_core.diffrir import AUTO_TILE_ABOVE, DEFAULT_TILE_OVERLAP, DEFAULT_
 from ..llmga_core.diffrir.checkpoint import DiffRIRCheckpointError, load_diffrir
 from . import runtime
 from ._errors import user_errors
+from ._inputs import precision_input, seed_input
 from .model_folders import DIFFRIR
 
 DiffRIRSocket = io.Custom("LLMGA_DIFFRIR")
@@ -82,14 +83,7 @@ class LLMGADiffRIRRestore(io.ComfyNode):
                     "outside the mask are used.",
                 ),
                 io.Mask.Input("mask", tooltip="1 (white) where content was generated, 0 where the original is kept."),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
-                    control_after_generate=True,
-                    tooltip="Seeds the restoration prior's starting noise (the original left it unseeded).",
-                ),
+                seed_input("Seeds the restoration prior's starting noise (the original left it unseeded)."),
                 io.Combo.Input(
                     "tiling",
                     options=["auto", "off", "on"],
@@ -105,12 +99,7 @@ class LLMGADiffRIRRestore(io.ComfyNode):
                     step=32,
                     tooltip="Tile side in pixels when tiling (multiple of 32).",
                 ),
-                io.Combo.Input(
-                    "precision",
-                    options=list(runtime.PRECISIONS),
-                    default="auto",
-                    tooltip="Compute precision. auto: fp16 on GPUs that handle it, fp32 on CPU.",
-                ),
+                precision_input("Compute precision. auto: fp16 on GPUs that handle it, fp32 on CPU."),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="The restored image, composited.")],
         )

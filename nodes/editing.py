@@ -37,6 +37,7 @@ from ..llmga_core.editing import (
 from ..llmga_core.errors import LLMGAInputError
 from . import runtime
 from ._errors import user_errors
+from ._inputs import seed_input
 
 TITLE = "LLMGA Instruction Edit"
 CHUNK = 77  # CLIP tokens per conditioning chunk
@@ -308,14 +309,9 @@ class LLMGAInstructionEdit(io.ComfyNode):
                     tooltip='Unconditional prompt; LLMGA uses the empty prompt "" '
                     "(the negative of LLMGA Long Prompt Encode, padded to the target's length).",
                 ),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
-                    control_after_generate=True,
-                    tooltip="Seeds the mask noise and the inversion noise (a CPU generator: the same "
-                    "seed gives the same edit on any device).",
+                seed_input(
+                    "Seeds the mask noise and the inversion noise (a CPU generator: the same "
+                    "seed gives the same edit on any device)."
                 ),
                 io.Int.Input(
                     "steps",
@@ -413,14 +409,7 @@ class EditNoise:
 
 
 def _seed_input() -> io.Int.Input:
-    return io.Int.Input(
-        "seed",
-        default=0,
-        min=0,
-        max=0xFFFFFFFFFFFFFFFF,
-        control_after_generate=True,
-        tooltip="Seeds the per-timestep inversion noise (a CPU generator, the same on any device).",
-    )
+    return seed_input("Seeds the per-timestep inversion noise (a CPU generator, the same on any device).")
 
 
 class InversionSampler(comfy.samplers.Sampler):

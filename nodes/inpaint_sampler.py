@@ -26,6 +26,7 @@ from ..llmga_core.errors import LLMGAInputError
 from ..llmga_core.sd.geometry import MODES, Box, Family, crop_box, sample_size
 from . import runtime
 from ._errors import user_errors
+from ._inputs import seed_input
 
 _TITLE = "LLMGA Inpaint Sampler"
 LLMGA_DEFAULTS = (
@@ -198,14 +199,7 @@ class LLMGAInpaintSampler(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The model's VAE."),
                 io.Image.Input("image", tooltip="The picture to inpaint (or the grown outpainting canvas)."),
                 io.Mask.Input("mask", tooltip="1 where to generate; binarised at 0.5 as LLMGA does."),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
-                    control_after_generate=True,
-                    tooltip="Noise seed (same noise as KSampler for the same latent size).",
-                ),
+                seed_input("Noise seed (same noise as KSampler for the same latent size)."),
                 io.Int.Input("steps", default=50, min=1, max=10000, tooltip="Scheduled steps. " + LLMGA_DEFAULTS),
                 io.Float.Input(
                     "cfg",

@@ -39,6 +39,7 @@ from ..llmga_core.mllm.generate import SamplingSettings, run_turn
 from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
 from . import runtime
 from ._errors import LLMGANodeError, user_errors
+from ._inputs import precision_input, seed_input
 from .model_folders import MLLM, list_model_dirs
 
 MLLMSocket = io.Custom("LLMGA_MLLM")
@@ -121,12 +122,7 @@ class LLMGAMLLMLoader(io.ComfyNode):
                     tooltip="Conversation template. auto: chosen from the config, tokenizer and folder name as "
                     "LLMGA does.",
                 ),
-                io.Combo.Input(
-                    "precision",
-                    options=list(runtime.PRECISIONS),
-                    default="auto",
-                    tooltip="auto: fp16 on GPUs, fp32 on CPU.",
-                ),
+                precision_input("auto: fp16 on GPUs, fp32 on CPU."),
                 io.Combo.Input(
                     "quantization",
                     options=list(QUANTIZATIONS),
@@ -210,14 +206,7 @@ def _generate(
 
 def _sampling_inputs() -> list[io.Input]:
     return [
-        io.Int.Input(
-            "seed",
-            default=0,
-            min=0,
-            max=0xFFFFFFFFFFFFFFFF,
-            control_after_generate=True,
-            tooltip="Seed for sampling; the same seed and inputs give the same text.",
-        ),
+        seed_input("Seed for sampling; the same seed and inputs give the same text."),
         io.Float.Input(
             "temperature",
             default=0.2,

@@ -1,0 +1,19 @@
+"""Input definitions several LLMGA nodes share, so they look and behave the same everywhere."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from . import runtime
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def seed_input(tooltip: str, name: str = "seed") -> io.Int.Input:
+    return io.Int.Input(name, default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=tooltip)
+
+
+def precision_input(
+    tooltip: str = "Compute precision. auto: fp16 on GPUs that handle it, fp32 on CPU.",
+) -> io.Combo.Input:
+    return io.Combo.Input("precision", options=list(runtime.PRECISIONS), default="auto", tooltip=tooltip)
