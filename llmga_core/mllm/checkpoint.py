@@ -227,9 +227,16 @@ def text_config(folder: LLMGAFolder) -> Any:
 
 def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
     if fmt == "safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as exc:  # safetensors' own text ("header too large") says nothing useful
+            raise LLMGAInputError(
+                f"{path.parent.name}/{path.name} is corrupt or truncated ({str(exc).strip()[:120]}); download that "
+                "file again."
+            ) from None
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # pickle errors come in many types; weights_only refusals included

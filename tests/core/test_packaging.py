@@ -70,3 +70,16 @@ def test_no_pickle_loading_and_no_remote_code() -> None:
                 assert safe, f"{path.name}:{node.lineno}: {ast.unparse(node)}"
         assert "trust_remote_code=True" not in text, path.name
         assert not re.search(r"pickle\.loads?\(|Unpickler\(", text), path.name
+
+
+def test_no_unsafe_loaders_and_model_text_never_becomes_html() -> None:
+    """What the torch.load check above misses: ComfyUI's loader without safe_load, numpy pickles, any
+    trust_remote_code value but False, and HTML sinks in the frontend extension (model text is textContent)."""
+    for path in [*ROOT.glob("llmga_core/**/*.py"), *ROOT.glob("nodes/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("load_torch_file"):
+                assert any(k.arg == "safe_load" and ast.unparse(k.value) == "True" for k in node.keywords), path.name
+            if isinstance(node, ast.keyword) and node.arg in ("allow_pickle", "trust_remote_code"):
+                assert ast.unparse(node.value) == "False", f"{path.name}:{node.value.lineno}"
+    for path in ROOT.glob("js/**/*.js"):
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|DOMParser", path.read_text())
