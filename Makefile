@@ -34,6 +34,15 @@ test-host: setup
 test-e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
+# The CPU benchmark set (ratios side by side; results in bench/results/*.json, figures in BENCHMARKS.md).
+bench: setup
+	$(PY) bench/lpw_encode.py
+	$(PY) bench/graphs.py
+	$(PY) bench/inpaint_sampler.py
+	$(PY) bench/edit.py --steps 50 --repeats 3
+	$(PY) bench/diffrir_tiling.py deviation
+	$(PY) bench/mllm_decode.py
+
 clean-fixtures:
 	rm -rf .cache/fixtures
 
