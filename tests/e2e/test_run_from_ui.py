@@ -1,4 +1,4 @@
-"""Workflows queued from the UI's Run button on the tiny-model host; the assistant's text on the node."""
+"""Every shipped workflow queued from the UI's Run button on the tiny-model host; the assistant's text on the node."""
 
 from __future__ import annotations
 
@@ -10,28 +10,39 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARTIFACTS, png_bytes
+from tests.conftest import ARTIFACTS
 from tests.e2e.browser import load_workflow, open_frontend
 from tests.harness.client import ComfyClient
 from tests.harness.server import ComfyServer
 from tests.harness.ui_to_api import set_widgets
-from tests.host.test_workflows_headless import MODEL_STANDINS, TINY_RUN
+from tests.host.test_workflows_headless import MODEL_STANDINS, TINY_RUN, picture_with_hole
 
 pytestmark = pytest.mark.e2e
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+ALL_WORKFLOWS = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 SHOTS = ARTIFACTS / "e2e"
+# The nodes whose text the pack's extension shows (the loader's note is not the assistant's text).
+PROMPT_NODES = ("LLMGAGeneratePrompt", "LLMGAEditPrompts")
 
 
 @pytest.fixture(scope="module")
 def page(comfy_server: ComfyServer, comfy: ComfyClient) -> Iterator[Any]:
-    comfy.upload_image("example.png", png_bytes(64, 64, seed=5))
+    # RGBA with a transparent hole: Load Image's MASK gives the inpainting workflows an area to fill.
+    comfy.upload_image("example.png", picture_with_hole())
     with open_frontend(comfy_server.url) as page:
         yield page
 
 
-def run_from_ui(page: Any, comfy: ComfyClient, workflow: dict) -> dict:
-    """Load, press Run, wait for the prompt to finish; return its history entry."""
-    set_widgets(workflow, comfy.object_info(), {**MODEL_STANDINS, **TINY_RUN})
+def run_from_ui(page: Any, comfy: ComfyClient, workflow: dict, seed: int | None = None) -> dict:
+    """Load, press Run, wait for the prompt to finish; return its history entry.
+
+    A seed of its own makes every prompt node run rather than come from the cache (workflows share the
+    same first prompt), so its output is in this history entry.
+    """
+    values = {**MODEL_STANDINS, **TINY_RUN}
+    if seed is not None:
+        values.update({(node_type, "seed"): seed for node_type in PROMPT_NODES})
+    set_widgets(workflow, comfy.object_info(), values)
     assert load_workflow(page, workflow) == []
     before = set(comfy.get_json("/history"))
     page.locator("button", has_text="Run").first.click()
@@ -49,16 +60,28 @@ def panel_texts(page: Any) -> list[str]:
     return page.evaluate("() => [...document.querySelectorAll('[data-llmga=output]')].map((e) => e.textContent)")
 
 
-@pytest.mark.parametrize("name", ["t2i_prompt", "multi_turn_refinement", "similar_image"])
-def test_workflow_runs_from_the_run_button_and_text_appears(page: Any, comfy: ComfyClient, name: str) -> None:
-    entry = run_from_ui(page, comfy, json.loads((WORKFLOWS / f"{name}.json").read_text()))
+def node_panel_text(page: Any, node_id: int) -> str | None:
+    """The text the pack's extension shows on one node (None when the node has no panel)."""
+    return page.evaluate("(id) => window.app.graph.getNodeById(id)?.llmgaPanel?.textContent ?? null", node_id)
+
+
+@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+def test_workflow_runs_from_the_run_button(page: Any, comfy: ComfyClient, name: str) -> None:
+    workflow = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    entry = run_from_ui(page, comfy, workflow, seed=1000 + ALL_WORKFLOWS.index(name))
     assert entry["status"]["status_str"] == "success", entry["status"]
     page.wait_for_timeout(500)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}-after-run.png"))
-    texts = [t for t in panel_texts(page) if t.strip()]
-    assert texts, "no LLMGA text on the prompt node"
-    assert any("prompt" in t and "LLMGA" in t for t in texts), texts
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    assert images, f"{name} produced no image"
+    for node in (n for n in workflow["nodes"] if n["type"] in PROMPT_NODES):
+        final = entry["outputs"][str(node["id"])]["text"][0]
+        shown = node_panel_text(page, node["id"])
+        assert shown is not None, f"{name}: no LLMGA panel on node {node['id']}"
+        # the final prompt (or reply) the node returned, and the turn it came from, are on the node
+        assert final.strip() and final in shown, (final, shown)
+        assert "LLMGA" in shown and "prompt" in shown, shown
 
 
 def test_model_and_user_text_is_shown_literally_never_as_html(page: Any, comfy: ComfyClient) -> None:
