@@ -24,10 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import interleaved, report, write_result  # noqa: E402
 from tests.conftest import png_bytes  # noqa: E402
-from tests.fixtures.mllm_folders import host_mllm_folders  # noqa: E402
-from tests.fixtures.tiny_diffrir import diffrir_models  # noqa: E402
+from tests.fixtures.host_models import host_models  # noqa: E402
 from tests.harness.client import ComfyClient  # noqa: E402
-from tests.harness.host import tiny_sd_models  # noqa: E402
 from tests.harness.server import ComfyServer  # noqa: E402
 from tests.harness.ui_to_api import convert  # noqa: E402
 from tests.host.test_workflows_headless import prepare_inputs  # noqa: E402
@@ -79,16 +77,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
     opts = parser.parse_args()
-    tiny = tiny_sd_models()
     with tempfile.TemporaryDirectory() as root:
         server = ComfyServer(
             root=Path(root),
-            models={
-                "checkpoints": tiny / "checkpoints",
-                "controlnet": tiny / "controlnet",
-                "llmga_diffrir": diffrir_models(),
-                "llmga_mllm": host_mllm_folders(),
-            },
+            models=host_models(),
             extra_args=["--cache-none"],
         )
         server.start()

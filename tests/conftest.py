@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.mllm_folders import host_mllm_folders
-from tests.fixtures.tiny_diffrir import diffrir_models
-from tests.fixtures.tiny_diffusers import tiny_diffusers_models
-from tests.fixtures.tiny_mllm import tiny_clip_vision_dir
+from tests.fixtures.host_models import host_models
 from tests.harness.client import ComfyClient
-from tests.harness.host import tiny_sd_models, tiny_sdxl_models
+from tests.harness.host import tiny_sd_models
 from tests.harness.server import ComfyServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,18 +27,7 @@ def tiny_models() -> Path:
 def comfy_server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Iterator[ComfyServer]:
     server = ComfyServer(
         root=tmp_path_factory.mktemp("comfy"),
-        models={
-            "checkpoints": [
-                tiny_models / "checkpoints" / "tiny_sd15.safetensors",
-                tiny_models / "checkpoints" / "tiny_sd15_inpaint.safetensors",
-                tiny_sdxl_models() / "checkpoints" / "tiny_sdxl.safetensors",
-            ],
-            "controlnet": tiny_models / "controlnet",
-            "llmga_diffrir": diffrir_models(),
-            "llmga_mllm": host_mllm_folders(),
-            "clip_vision": [tiny_clip_vision_dir()],
-            "diffusers": tiny_diffusers_models() / "diffusers",
-        },
+        models=host_models(),
     )
     server.start()
     yield server
