@@ -64,3 +64,17 @@ def test_model_folders_are_registered(comfy: ComfyClient) -> None:
     assert "llmga_mllm" in folders and "llmga_diffrir" in folders
     assert "tiny_sd15_inpaint.safetensors" in comfy.get_json("/models/checkpoints")
     assert comfy.get_json("/models/llmga_diffrir")  # the fixture weights are listed
+
+
+def test_every_node_has_node_info_help_matching_its_schema(comfy: ComfyClient) -> None:
+    """The frontend's node-info panel fetches /extensions/<pack>/docs/<NodeId>.md; it must exist and be
+    what scripts/make_node_docs.py renders from the live schema (so help never drifts from tooltips)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_node_docs", REPO_ROOT / "scripts" / "make_node_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, info in comfy.object_info().items():
+        if name.startswith("LLMGA"):
+            served = comfy._request(f"/extensions/{PACK_FOLDER}/docs/{name}.md").decode()
+            assert served == module.render(name, info), f"js/docs/{name}.md is stale: run scripts/make_node_docs.py"
