@@ -28,7 +28,8 @@ class CatalogEntry:
 
     @property
     def target(self) -> str:
-        return f"{self.folder}/{self.name}" if self.repo_id else self.folder
+        """Where it goes under models/: a folder for Hub repos, the file itself for DiffRIR."""
+        return f"{self.folder}/{self.name}"
 
 
 # What the loaders read; never pickles (training_args.bin, *.bin weights) and never the safety checker.

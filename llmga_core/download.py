@@ -45,7 +45,7 @@ def instructions(entry: CatalogEntry, models_dir: Path) -> str:
     patterns = " ".join(f"--include '{p}'" for p in entry.patterns)
     return (
         f"{entry.name}: download {entry.url} into {target}/\n"
-        f"  e.g. huggingface-cli download {entry.repo_id} {patterns} --local-dir {target}"
+        f"  e.g. hf download {entry.repo_id} {patterns} --local-dir {target}"
     )
 
 

@@ -31,7 +31,7 @@ def test_offline_prints_exact_instructions(monkeypatch: pytest.MonkeyPatch, tmp_
     assert status == 3
     assert "https://huggingface.co/binxia/llmga-Qwen2-0.5B-full-finetune" in out
     assert f"{tmp_path}/llmga/mllm/llmga-Qwen2-0.5B-full-finetune" in out
-    assert "drive.google.com" in out and f"{tmp_path}/llmga/diffrir" in out
+    assert "drive.google.com" in out and f"{tmp_path}/llmga/diffrir/DiffRIR_x1_S2GAN.pth" in out
     assert not any(tmp_path.iterdir())  # nothing fetched
 
 
