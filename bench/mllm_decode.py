@@ -72,6 +72,20 @@ PROMPT = (
 )
 
 
+def _text_fields() -> dict:
+    """The base LLM's config fields of the Qwen2-0.5B LLMGA layout (LLaVA's mm_* and bookkeeping dropped)."""
+    skip = {
+        "architectures",
+        "model_type",
+        "torch_dtype",
+        "image_aspect_ratio",
+        "tokenizer_padding_side",
+        "tokenizer_model_max_length",
+        "use_mm_proj",
+    }
+    return {k: v for k, v in QWEN2_05B.items() if not k.startswith("mm_") and k not in skip}
+
+
 def _comfy_tokenizer() -> Path:
     marker = REPO / ".cache" / "comfyui_path"
     root = Path(os.environ.get("COMFYUI_PATH") or marker.read_text(encoding="utf-8").strip())
@@ -93,21 +107,7 @@ def build_folder(workdir: Path) -> Path:
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
         shutil.copy2(_comfy_tokenizer() / name, tmp / name)
     torch.manual_seed(0)
-    text_fields = {
-        k: v
-        for k, v in QWEN2_05B.items()
-        if not k.startswith("mm_")
-        and k
-        not in (
-            "architectures",
-            "model_type",
-            "torch_dtype",
-            "image_aspect_ratio",
-            "tokenizer_padding_side",
-            "tokenizer_model_max_length",
-            "use_mm_proj",
-        )
-    }
+    text_fields = _text_fields()
     lm = Qwen2ForCausalLM(Qwen2Config(**text_fields)).to(torch.bfloat16)
     state = {k: v for k, v in lm.state_dict().items() if k != "lm_head.weight"}
     del lm
@@ -295,21 +295,7 @@ def child_rss(args: argparse.Namespace) -> dict:
                     if k.startswith("model.") and ".mm_projector." not in k and ".vision_tower." not in k
                 }
             )
-        fields = {
-            k: v
-            for k, v in QWEN2_05B.items()
-            if not k.startswith("mm_")
-            and k
-            not in (
-                "architectures",
-                "model_type",
-                "torch_dtype",
-                "image_aspect_ratio",
-                "tokenizer_padding_side",
-                "tokenizer_model_max_length",
-                "use_mm_proj",
-            )
-        }
+        fields = _text_fields()
         lm = Qwen2ForCausalLM.from_pretrained(None, config=Qwen2Config(**fields), state_dict=state, dtype=dtype)
         del state
         lm.to(args.device)
