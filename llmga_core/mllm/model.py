@@ -36,6 +36,7 @@ from torch import nn
 from ..errors import LLMGAInputError
 from .checkpoint import (
     LLMGAFolder,
+    _load_file,
     inspect_folder,
     load_state_dict,
     load_tokenizer,
@@ -155,8 +156,6 @@ def vision_config_from_weights(
 
 def _vision_from_folder(folder: Path) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:
     """Config (or None) and vision weights of a CLIP folder or single weight file (models/clip_vision)."""
-    from safetensors.torch import load_file
-
     cfg = None
     if folder.is_file():
         files = [folder]
@@ -169,10 +168,7 @@ def _vision_from_folder(folder: Path) -> tuple[dict[str, Any] | None, dict[str, 
     if not files:
         raise LLMGAInputError(f"No CLIP weights (model.safetensors or pytorch_model.bin) in {folder}. {_VISION_HELP}")
     path = files[0]
-    if path.suffix == ".safetensors":
-        state = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    state = _load_file(path, "safetensors" if path.suffix == ".safetensors" else "bin")  # clear errors
     vision = _clean_vision_keys(state)
     if not vision:
         raise LLMGAInputError(f"{path} holds no CLIP vision weights (vision_model.* keys). {_VISION_HELP}")

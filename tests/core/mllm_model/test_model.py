@@ -146,3 +146,16 @@ def test_checkpoint_tower_wins_over_fallback_and_text_only_load() -> None:
     assert text_only.model.vision_tower is None and text_only.vision_source == "none"
     with pytest.raises(LLMGAInputError, match="without a vision tower"):
         text_only.model.encode_images(golden_pixels())
+
+
+def test_corrupt_clip_vision_file_names_the_file(tmp_path) -> None:
+    from llmga_core.mllm.model import load_mllm
+    from tests.fixtures.tiny_mllm import tiny_clip_vision_dir, tiny_mllm_dir
+
+    clip = tmp_path / "clip-vit-large-patch14-336"
+    clip.mkdir()
+    good = tiny_clip_vision_dir("llama2_old")
+    (clip / "config.json").write_bytes((good / "config.json").read_bytes())
+    (clip / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(LLMGAInputError, match=r"model\.safetensors is corrupt or truncated.*download that file again"):
+        load_mllm(tiny_mllm_dir("llama2_old"), clip_vision=clip)
