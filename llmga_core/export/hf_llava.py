@@ -1,0 +1,92 @@
+"""An LLMGA MLLM folder as a transformers ``LlavaForConditionalGeneration`` folder (what vLLM serves).
+
+The key mapping is our own, from the layouts (llmga-spec 1.3): the base LLM's ``model.*`` becomes
+``model.language_model.*``, the CLIP tower ``model.vision_tower.*``, the ``mlp2x_gelu`` projector
+``model.multi_modal_projector.linear_{1,2}``, the head ``lm_head``. Three things keep it exact:
+
+- an ``<image>`` token is added to the tokenizer (LLaVA splices id -200, which no engine accepts); its
+  embedding row is irrelevant because image features replace it;
+- Gemma: LLMGA trained with the image rows multiplied by sqrt(hidden) like the text rows, but transformers'
+  LLaVA does not scale spliced features; the factor is folded into the projector's last layer;
+- the chat template is a passthrough: the pack renders LLMGA's byte-exact prompt itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import LLMGAInputError
+from ..mllm.model import LoadedMLLM, load_mllm
+
+IMAGE_TOKEN = "<image>"  # noqa: S105 (a token, not a password)
+PASSTHROUGH_CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+
+
+def hf_llava_state_dict(mllm: LoadedMLLM, vocab_size: int) -> dict[str, torch.Tensor]:
+    """The LLaVA-layout tensors of a loaded LLMGA model, with the vocabulary grown to ``vocab_size``."""
+    model = mllm.model
+    if model.vision_tower is None:
+        raise LLMGAInputError("Export needs the vision tower: load the folder with its CLIP weights.")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.language_model.state_dict().items():
+        if key.startswith("model."):
+            out["model.language_model." + key[len("model.") :]] = value
+        elif key == "lm_head.weight":
+            out["lm_head.weight"] = value
+    for key, value in model.vision_tower.state_dict().items():
+        out["model.vision_tower." + key] = value
+    scale = model.image_embed_scale
+    for key, value in model.mm_projector.state_dict().items():
+        index, name = key.split(".", 1)
+        layer = {"0": "linear_1", "2": "linear_2"}[index]
+        if layer == "linear_2" and scale is not None:
+            value = value * scale.to(value.dtype)  # Gemma: LLMGA's image rows carry the sqrt(hidden) factor
+        out[f"model.multi_modal_projector.{layer}.{name}"] = value
+    embed = out["model.language_model.embed_tokens.weight"]
+    grow = vocab_size - embed.shape[0]
+    if grow < 0:
+        raise LLMGAInputError(f"vocab_size {vocab_size} is smaller than the model's {embed.shape[0]}.")
+    for key in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
+        if key in out and grow:
+            out[key] = torch.cat([out[key], out[key].new_zeros(grow, out[key].shape[1])])
+    if "lm_head.weight" not in out:
+        out["lm_head.weight"] = out["model.language_model.embed_tokens.weight"]
+    return out
+
+
+def export_hf_llava(folder: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``out`` as a ``LlavaForConditionalGeneration`` folder (config, safetensors, tokenizer)."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    mllm = load_mllm(folder, dtype=torch.float32)
+    tokenizer = mllm.tokenizer
+    if IMAGE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)
+    image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    vocab_size = max(len(tokenizer), mllm.model.embed_tokens.weight.shape[0])
+    text_config = mllm.model.language_model.config
+    text_config.vocab_size = vocab_size
+    settings = mllm.model.settings
+    config = LlavaConfig(
+        text_config=text_config.to_dict(),
+        vision_config=mllm.model.vision_tower.config.to_dict(),
+        image_token_index=image_token_index,
+        vision_feature_layer=settings.select_layer,
+        vision_feature_select_strategy="default" if settings.select_feature == "patch" else "full",
+        projector_hidden_act="gelu",
+        image_seq_length=(settings.image_size // mllm.model.vision_tower.config.patch_size) ** 2,
+        tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
+    )
+    llava = LlavaForConditionalGeneration(config)
+    state = hf_llava_state_dict(mllm, vocab_size)
+    missing, unexpected = llava.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise LLMGAInputError(f"Export key mapping mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+    out = Path(out)
+    llava.to(dtype).save_pretrained(out)
+    tokenizer.chat_template = PASSTHROUGH_CHAT_TEMPLATE
+    tokenizer.save_pretrained(out)
+    return out

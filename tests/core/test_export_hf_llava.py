@@ -1,0 +1,39 @@
+"""The HF LLaVA export gives the same logits as our LLMGA model on the same image turn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmga_core.export import IMAGE_TOKEN, PASSTHROUGH_CHAT_TEMPLATE, export_hf_llava
+from llmga_core.mllm.model import load_mllm
+from llmga_core.mllm.tokenize import IMAGE_TOKEN_INDEX, tokenizer_input_ids
+from tests.fixtures.tiny_mllm import tiny_mllm_dir
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama3", "vicuna", "gemma"])
+def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    folder = tiny_mllm_dir(family)
+    export_hf_llava(folder, tmp_path, dtype=torch.float32)
+    hf = LlavaForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    assert tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) == hf.config.image_token_index
+    assert tokenizer.chat_template == PASSTHROUGH_CHAT_TEMPLATE  # the pack renders LLMGA's prompt itself
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "A: <image>\nB"}], tokenize=False)
+    assert rendered == "A: <image>\nB"
+
+    ours = load_mllm(folder, dtype=torch.float32)
+    ids = tokenizer_input_ids("USER: <image>\nDescribe the picture. ASSISTANT:", ours.tokenizer)
+    pixels = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    expanded = []
+    for token in ids:
+        expanded += (
+            [hf.config.image_token_index] * hf.config.image_seq_length if token == IMAGE_TOKEN_INDEX else [token]
+        )
+    with torch.no_grad():
+        expected = ours.model(ours.model.prepare_inputs(ids, pixels)).logits
+        got = hf(input_ids=torch.tensor([expanded]), pixel_values=pixels).logits[..., : expected.shape[-1]]
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-4
