@@ -118,6 +118,34 @@ def _check_prompt(name: str, text: Any) -> str:
     return text
 
 
+def _encode_sd15_pair(
+    positive: str,
+    negative: str | None,
+    tokenize: Tokenize,
+    encode: ChunkEncoder | Batched,
+    max_chunks: int,
+    special: SpecialTokens,
+    to_tokens: Callable[[str, Tokenize, int], PromptTokens],
+    join: Callable[[list[torch.Tensor], PromptTokens, int], torch.Tensor],
+) -> LPWConditioning:
+    """The two SD1.5 layouts share this: both prompts padded to the same ``m``, first chunk's pooled."""
+    check_max_chunks(max_chunks)
+    cap = CHUNK_BODY * max_chunks
+    pos = to_tokens(_check_prompt("positive", positive), tokenize, cap)
+    neg = to_tokens(_check_prompt("negative", "" if negative is None else negative), tokenize, cap)
+    chunks = chunk_count(max(len(pos.ids), len(neg.ids)), max_chunks)
+
+    def run(tokens: PromptTokens) -> tuple[torch.Tensor, torch.Tensor | None]:
+        windows = chunk_windows(pad_to_chunks(tokens.ids, chunks, special), special)
+        hidden, pooled = _encode_windows(windows, encode)
+        return join(hidden, tokens, chunks), pooled[0]
+
+    with torch.no_grad():
+        cond, pooled = run(pos)
+        uncond, uncond_pooled = run(neg)
+    return LPWConditioning(cond, uncond, pooled, uncond_pooled, chunks, pos.dropped, neg.dropped)
+
+
 def encode_sd15(
     positive: str,
     negative: str | None = "",
@@ -135,22 +163,11 @@ def encode_sd15(
     ``pooled`` is the first chunk's pooled vector when the encoder returns one (the SD1.5 UNet does not
     use it; ComfyUI's native encoder reports the same chunk).
     """
-    check_max_chunks(max_chunks)
-    cap = CHUNK_BODY * max_chunks
-    pos = weighted_tokens(_check_prompt("positive", positive), tokenize, cap)
-    neg = weighted_tokens(_check_prompt("negative", "" if negative is None else negative), tokenize, cap)
-    chunks = chunk_count(max(len(pos.ids), len(neg.ids)), max_chunks)
 
-    def run(tokens: PromptTokens) -> tuple[torch.Tensor, torch.Tensor | None]:
-        windows = chunk_windows(pad_to_chunks(tokens.ids, chunks, special), special)
-        hidden, pooled = _encode_windows(windows, encode)
-        joined = renormalised_weighting(join_full(hidden), spread_weights(tokens.weights, chunks))
-        return joined, pooled[0]
+    def join(hidden: list[torch.Tensor], tokens: PromptTokens, chunks: int) -> torch.Tensor:
+        return renormalised_weighting(join_full(hidden), spread_weights(tokens.weights, chunks))
 
-    with torch.no_grad():
-        cond, pooled = run(pos)
-        uncond, uncond_pooled = run(neg)
-    return LPWConditioning(cond, uncond, pooled, uncond_pooled, chunks, pos.dropped, neg.dropped)
+    return _encode_sd15_pair(positive, negative, tokenize, encode, max_chunks, special, weighted_tokens, join)
 
 
 def encode_sd15_training(
@@ -166,21 +183,11 @@ def encode_sd15_training(
 
     Both prompts share ``m`` (training padded a batch to its longest caption the same way).
     """
-    check_max_chunks(max_chunks)
-    cap = CHUNK_BODY * max_chunks
-    pos = plain_tokens(_check_prompt("positive", positive), tokenize, cap)
-    neg = plain_tokens(_check_prompt("negative", "" if negative is None else negative), tokenize, cap)
-    chunks = chunk_count(max(len(pos.ids), len(neg.ids)), max_chunks)
 
-    def run(tokens: PromptTokens) -> tuple[torch.Tensor, torch.Tensor | None]:
-        windows = chunk_windows(pad_to_chunks(tokens.ids, chunks, special), special)
-        hidden, pooled = _encode_windows(windows, encode)
-        return join_trimmed(hidden), pooled[0]
+    def join(hidden: list[torch.Tensor], _tokens: PromptTokens, _chunks: int) -> torch.Tensor:
+        return join_trimmed(hidden)
 
-    with torch.no_grad():
-        cond, pooled = run(pos)
-        uncond, uncond_pooled = run(neg)
-    return LPWConditioning(cond, uncond, pooled, uncond_pooled, chunks, pos.dropped, neg.dropped)
+    return _encode_sd15_pair(positive, negative, tokenize, encode, max_chunks, special, plain_tokens, join)
 
 
 def encode_sdxl(
