@@ -12,7 +12,9 @@ import importlib.util
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -24,9 +26,11 @@ from comfy_api.latest import io, ui
 from ..llmga_core.errors import LLMGAInputError
 from ..llmga_core.mllm import (
     TEMPLATE_NAMES,
+    ClipPreprocessConfig,
     Conversation,
     Extraction,
     ImageRef,
+    MLLMImage,
     add_task_turn,
     edit_source_turn,
     edit_target_turn,
@@ -35,7 +39,7 @@ from ..llmga_core.mllm import (
     select_template_for_folder,
     stop_strings_for,
 )
-from ..llmga_core.mllm.generate import SamplingSettings, run_turn
+from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings, run_turn
 from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
 from . import runtime
 from ._errors import LLMGANodeError, user_errors
@@ -52,12 +56,55 @@ STREAM_EVERY_S = 0.15  # throttle for the text streamed to the node
 
 @dataclass(frozen=True)
 class MLLMHandle:
-    """What travels on an LLMGA_MLLM socket."""
+    """What travels on an LLMGA_MLLM socket for a model loaded in this process.
+
+    A handle knows its template, how its model wants the image (``clip_preprocess``, ``image_payload``)
+    and how to run a turn (``run``); nodes/remote_mllm.py has the same for a model on a serving engine.
+    """
 
     patcher: comfy.model_patcher.ModelPatcher
     loaded: LoadedMLLM
     template: str
     template_reason: str
+
+    @property
+    def clip_preprocess(self) -> ClipPreprocessConfig:
+        return self.loaded.clip_preprocess
+
+    def image_payload(self, prepared: MLLMImage) -> torch.Tensor:
+        return prepared.pixel_values
+
+    def run(
+        self,
+        prompt: str,
+        image: torch.Tensor | None,
+        settings: SamplingSettings,
+        stop_strings: Sequence[str],
+        on_token: Callable[[int, str], None],
+    ) -> GenerationResult:
+        runtime.load_to_device(self.patcher)
+        return run_turn(self.loaded, prompt, image, settings, stop_strings=stop_strings, on_token=on_token)
+
+
+class AnyMLLMHandle(Protocol):
+    """What the prompt nodes need from an LLMGA_MLLM socket, local or remote."""
+
+    template: str
+    template_reason: str
+
+    @property
+    def clip_preprocess(self) -> ClipPreprocessConfig: ...
+
+    def image_payload(self, prepared: MLLMImage) -> Any: ...
+
+    def run(
+        self,
+        prompt: str,
+        image: Any,
+        settings: SamplingSettings,
+        stop_strings: Sequence[str],
+        on_token: Callable[[int, str], None],
+    ) -> Any: ...
 
 
 def _model_folder(name: str) -> str:
@@ -151,25 +198,25 @@ class LLMGAMLLMLoader(io.ComfyNode):
 
 
 def _image_ref(
-    task: str, handle: MLLMHandle, image: torch.Tensor, mask: torch.Tensor | None
+    task: str, handle: AnyMLLMHandle, image: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[ImageRef, torch.Tensor]:
     """The conversation's image (its key hashes the pixels) and what the MLLM sees, as an IMAGE preview."""
     first = image[:1]
     first_mask = None if mask is None else (mask[:1] if mask.ndim == 3 else mask[None])
-    prepared = prepare_mllm_image(task, first, first_mask, handle.loaded.clip_preprocess)
+    prepared = prepare_mllm_image(task, first, first_mask, handle.clip_preprocess)
     digest = hashlib.sha256(first.float().cpu().numpy().tobytes())
     if first_mask is not None:
         digest.update(first_mask.float().cpu().numpy().tobytes())
-    ref = ImageRef(digest.hexdigest()[:16], int(first.shape[2]), int(first.shape[1]), pixels=prepared.pixel_values)
+    payload = handle.image_payload(prepared)
+    ref = ImageRef(digest.hexdigest()[:16], int(first.shape[2]), int(first.shape[1]), pixels=payload)
     seen = torch.from_numpy(np.asarray(prepared.square.convert("RGB"), dtype=np.float32) / 255.0)[None]
     return ref, seen
 
 
 def _generate(
-    handle: MLLMHandle, conversation: Conversation, settings: SamplingSettings, node_id: str | None
+    handle: AnyMLLMHandle, conversation: Conversation, settings: SamplingSettings, node_id: str | None
 ) -> tuple[Extraction, Conversation]:
     """Run the awaiting turn: progress per token, Cancel within one token, text streamed to the node."""
-    runtime.load_to_device(handle.patcher)
     bar = runtime.progress_callback(settings.max_new_tokens)
     count = 0
     last = 0.0
@@ -191,14 +238,7 @@ def _generate(
             raise LLMGANodeError("This conversation's image is no longer in memory: re-run its first turn.")
         pixels = image.pixels
     with user_errors("LLMGA"):
-        result = run_turn(
-            handle.loaded,
-            conversation.prompt(),
-            pixels,
-            settings,
-            stop_strings=stop_strings_for(conversation.template),
-            on_token=on_token,
-        )
+        result = handle.run(conversation.prompt(), pixels, settings, stop_strings_for(conversation.template), on_token)
     extraction = extract_prompts(result.text, conversation.template)
     runtime.stream_text(node_id, extraction.reply)
     return extraction, conversation.answer(extraction.history_text)
@@ -277,7 +317,7 @@ class LLMGAGeneratePrompt(io.ComfyNode):
     @classmethod
     def execute(
         cls,
-        mllm: MLLMHandle,
+        mllm: AnyMLLMHandle,
         task: str,
         instruction: str,
         seed: int,
@@ -338,7 +378,7 @@ class LLMGAEditPrompts(io.ComfyNode):
     @classmethod
     def execute(
         cls,
-        mllm: MLLMHandle,
+        mllm: AnyMLLMHandle,
         image: torch.Tensor,
         instruction: str,
         seed: int,

@@ -36,6 +36,7 @@ __all__ = [
     "binarize_mask",
     "center_crop_resize",
     "clip_preprocess",
+    "clip_resize_crop",
     "mask_out",
     "pad_to_square",
     "prepare_mllm_image",
@@ -200,8 +201,8 @@ def mask_out(image: Image.Image, mask: Any) -> Image.Image:
 # ------------------------------------------------------------------------------------------ CLIP
 
 
-def clip_preprocess(image: Image.Image, config: ClipPreprocessConfig = CLIP_VIT_L14_336) -> torch.Tensor:
-    """``pixel_values`` of shape (1, 3, crop_h, crop_w), float32, as transformers 4.37's CLIP processor."""
+def clip_resize_crop(image: Image.Image, config: ClipPreprocessConfig = CLIP_VIT_L14_336) -> np.ndarray:
+    """The uint8 (crop_h, crop_w, 3) pixels the CLIP processor normalises: what a serving engine gets."""
     img = image if image.mode == "RGB" else image.convert("RGB")
     if config.do_resize:
         w, h = img.size
@@ -212,6 +213,12 @@ def clip_preprocess(image: Image.Image, config: ClipPreprocessConfig = CLIP_VIT_
     arr = np.asarray(img)
     if config.do_center_crop:
         arr = _center_crop(arr, config.crop_height, config.crop_width)
+    return arr
+
+
+def clip_preprocess(image: Image.Image, config: ClipPreprocessConfig = CLIP_VIT_L14_336) -> torch.Tensor:
+    """``pixel_values`` of shape (1, 3, crop_h, crop_w), float32, as transformers 4.37's CLIP processor."""
+    arr = clip_resize_crop(image, config)
     out = arr.astype(np.float32)
     if config.do_rescale:
         out = (arr.astype(np.float64) * config.rescale_factor).astype(np.float32)

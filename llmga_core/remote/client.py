@@ -1,0 +1,363 @@
+"""One LLMGA turn on a serving engine, streamed, cancellable, with errors that say what to check.
+
+Every request streams. The response is read on the calling thread (so ``on_token`` runs where the
+caller expects it); a small watcher thread polls ``should_stop`` and, when it turns true, shuts the
+socket down. That wakes the blocked read at once and closes the connection, which both llama.cpp and
+vLLM take as "cancel this request" (scale-out.md §1). ``timeout_s`` bounds every wait for bytes: the
+connection, the first token (prompt processing included) and each later token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .endpoint import LLAMA_CPP, Endpoint
+from .errors import RemoteCancelled, RemoteMLLMError
+from .requests_body import completion_request, openai_chat_request
+from .sse import sse_data
+
+__all__ = ["RemoteMLLM", "RemoteResult"]
+
+TokenCallback = Callable[[int, str], None]
+POLL_S = 0.05  # how often the watcher looks at should_stop
+_ERROR_BODY_CHARS = 300
+_LLAMA_STOP = {"eos": "eos", "word": "stop_string", "limit": "max_new_tokens"}
+_OPENAI_STOP = {"length": "max_new_tokens", "stop": "eos"}
+
+
+@dataclass
+class RemoteResult:
+    """One reply, with the same fields the local path's ``GenerationResult`` has."""
+
+    token_ids: list[int]  # llama.cpp reports them; empty for OpenAI-style engines
+    text: str
+    stop_reason: str  # "eos" | "stop_string" | "max_new_tokens"
+    prompt_length: int = 0  # prompt positions the engine evaluated (image included), when it says
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        n = max(len(self.token_ids), int(self.extra.get("tokens_predicted", 0)))
+        if self.first_token_s is None or n < 2 or self.total_s <= self.first_token_s:
+            return 0.0
+        return (n - 1) / (self.total_s - self.first_token_s)
+
+
+class _Watcher:
+    """Shuts ``sock`` down once ``should_stop()`` is true: a blocked read returns at once."""
+
+    def __init__(self, sock: socket.socket, should_stop: Callable[[], bool] | None) -> None:
+        self.fired = False
+        self._done = threading.Event()
+        self._sock = sock
+        self._should_stop = should_stop
+        self._thread = threading.Thread(target=self._run, name="llmga-remote-cancel", daemon=True)
+        if should_stop is not None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(POLL_S):
+            if self._should_stop():  # type: ignore[misc]
+                self.fired = True
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=1)
+
+
+class RemoteMLLM:
+    """A served LLMGA model. One request at a time per instance; each request has its own connection,
+    so closing it cancels exactly that request."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        parts = urlsplit(endpoint.base_url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _where(self) -> str:
+        return f"{self.endpoint.engine} server at {self.endpoint.base_url}"
+
+    def _connect(self) -> tuple[http.client.HTTPConnection, socket.socket]:
+        connect_s = min(self.endpoint.timeout_s, 10.0)
+        if self._https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=connect_s, context=ssl.create_default_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=connect_s)
+        try:
+            conn.connect()
+        except TimeoutError as err:
+            raise RemoteMLLMError(
+                f"The {self._where()} did not accept a connection within {connect_s:g} s: check the address "
+                "and that the machine is reachable."
+            ) from err
+        except ssl.SSLError as err:
+            raise RemoteMLLMError(
+                f"TLS with the {self._where()} failed ({err.reason}): check its certificate and that the URL's "
+                "scheme is right."
+            ) from err
+        except OSError as err:
+            raise RemoteMLLMError(
+                f"Could not connect to the {self._where()} ({err.strerror or err.__class__.__name__}): is the "
+                "server running and the URL right (scheme, host, port, no /v1 suffix)?"
+            ) from err
+        sock: socket.socket = conn.sock  # type: ignore[assignment]  (set by connect())
+        sock.settimeout(self.endpoint.timeout_s)  # every later wait: answer, first token, next token
+        return conn, sock
+
+    @contextlib.contextmanager
+    def _exchange(
+        self, method: str, path: str, body: Any = None, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[http.client.HTTPResponse, _Watcher]]:
+        """Send one request; yield the (status-checked) response while the watcher guards the socket."""
+        conn, sock = self._connect()
+        watcher = _Watcher(sock, should_stop)
+        headers = {"Accept": "application/json, text/event-stream", **self.endpoint.headers()}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        try:
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                response = conn.getresponse()
+            except (http.client.HTTPException, OSError) as err:
+                if watcher.fired:
+                    raise RemoteCancelled from None
+                raise self._transport_error(err, waiting="answer") from err
+            if response.status >= 400:
+                text = _error_text(response.read(64 * 1024))
+                raise RemoteMLLMError(_status_message(response.status, self._where(), path, text), response.status)
+            yield response, watcher
+        finally:
+            watcher.close()
+            conn.close()
+
+    def _transport_error(self, err: BaseException, waiting: str) -> RemoteMLLMError:
+        if isinstance(err, TimeoutError):
+            if waiting == "answer":
+                return RemoteMLLMError(
+                    f"The {self._where()} did not answer within {self.endpoint.timeout_s:g} s: it may be busy or "
+                    "stuck; raise the timeout or check the server's log."
+                )
+            return RemoteMLLMError(
+                f"The {self._where()} stopped sending tokens for {self.endpoint.timeout_s:g} s: it may be "
+                "overloaded; raise the timeout or check the server's log."
+            )
+        return RemoteMLLMError(
+            f"The connection to the {self._where()} broke off ({err.__class__.__name__}): check the server's log."
+        )
+
+    def _get_json(self, path: str, should_stop: Callable[[], bool] | None = None) -> Any:
+        with self._exchange("GET", path, should_stop=should_stop) as (response, _):
+            raw = response.read()
+        try:
+            return json.loads(raw)
+        except ValueError as err:
+            raise RemoteMLLMError(
+                f"The {self._where()} answered {path} with something that is not JSON: is this the right engine "
+                f"({self.endpoint.engine})?"
+            ) from err
+
+    # ---------------------------------------------------------------- checks
+
+    def served_models(self, should_stop: Callable[[], bool] | None = None) -> list[str]:
+        """Model ids (and aliases) from ``/v1/models``."""
+        payload = self._get_json("/v1/models", should_stop)
+        names: list[str] = []
+        for entry in payload.get("data", []) if isinstance(payload, dict) else []:
+            names.append(str(entry.get("id", "")))
+            names.extend(str(a) for a in entry.get("aliases", []) or [])
+        return [n for n in names if n]
+
+    def check_model(self, should_stop: Callable[[], bool] | None = None) -> None:
+        """Raise a clear error when the server does not serve ``endpoint.model``."""
+        names = list(dict.fromkeys(self.served_models(should_stop)))
+        if self.endpoint.model not in names:
+            raise RemoteMLLMError(
+                f"The {self._where()} serves {', '.join(repr(n) for n in names) or 'no model'}, not "
+                f"{self.endpoint.model!r}: set the model name to one of these (llama-server --alias, "
+                "vllm serve --served-model-name)."
+            )
+
+    def llama_props(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+        props = self._get_json("/props", should_stop)
+        if not isinstance(props, dict):
+            raise RemoteMLLMError(f"The {self._where()} gave no /props: is it llama.cpp's server?")
+        return props
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(
+        self,
+        prompt: str,
+        settings: Any,
+        *,
+        image_png: bytes | None = None,
+        stop_strings: Sequence[str] = (),
+        on_token: TokenCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RemoteResult:
+        """Run one turn. ``prompt`` is the rendered LLMGA prompt (``<image>`` where the image goes)."""
+        start = time.perf_counter()
+        self.check_model(should_stop)
+        props: dict[str, Any] = {}
+        if self.endpoint.engine == LLAMA_CPP:
+            props = self.llama_props(should_stop)
+            if image_png is not None and not (props.get("modalities") or {}).get("vision"):
+                raise RemoteMLLMError(
+                    f"The {self._where()} has no vision projector loaded: start it with --mmproj mmproj.gguf "
+                    "(written by `python -m llmga_core.export gguf`)."
+                )
+            body = completion_request(
+                prompt,
+                settings,
+                media_marker=str(props.get("media_marker", "<__media__>")),
+                image_png=image_png,
+                stop=stop_strings,
+            )
+            path = "/completion"
+        else:
+            body = openai_chat_request(self.endpoint.model, prompt, settings, image_png=image_png, stop=stop_strings)
+            path = "/v1/chat/completions"
+        probe_s = time.perf_counter() - start
+        result = RemoteResult([], "", "max_new_tokens", extra={"probe_s": probe_s})
+        with self._exchange("POST", path, body, should_stop) as (response, watcher):
+            try:
+                for data in sse_data(iter(lambda: response.read1(65536), b"")):
+                    if data.strip() == "[DONE]":
+                        break
+                    event = self._decode_event(data)
+                    if self.endpoint.engine == LLAMA_CPP:
+                        done = self._llama_event(event, result, props)
+                    else:
+                        done = self._openai_event(event, result)
+                    if result.first_token_s is None and (result.text or result.token_ids):
+                        result.first_token_s = time.perf_counter() - start
+                    if on_token is not None and not done:
+                        on_token(result.token_ids[-1] if result.token_ids else -1, result.text)
+                    if done:
+                        break
+            except (http.client.HTTPException, OSError, UnicodeDecodeError) as err:
+                if watcher.fired:
+                    raise RemoteCancelled from None
+                raise self._transport_error(err, waiting="tokens") from err
+            if watcher.fired:
+                raise RemoteCancelled
+        result.total_s = time.perf_counter() - start
+        return result
+
+    def _decode_event(self, data: str) -> dict[str, Any]:
+        try:
+            event = json.loads(data)
+        except ValueError as err:
+            raise RemoteMLLMError(f"The {self._where()} streamed something that is not JSON: {data[:100]!r}.") from err
+        if not isinstance(event, dict):
+            raise RemoteMLLMError(f"The {self._where()} streamed an unexpected event: {data[:100]!r}.")
+        error = event.get("error")
+        if error:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            code = error.get("code") if isinstance(error, dict) else None
+            raise RemoteMLLMError(
+                f"The {self._where()} failed mid-answer: {str(message)[:_ERROR_BODY_CHARS]}",
+                code if isinstance(code, int) else None,
+            )
+        return event
+
+    @staticmethod
+    def _llama_event(event: dict[str, Any], result: RemoteResult, props: dict[str, Any]) -> bool:
+        result.text += str(event.get("content", ""))
+        result.token_ids.extend(int(t) for t in event.get("tokens", []) or [])
+        if not event.get("stop"):
+            return False
+        kind = str(event.get("stop_type", "limit"))
+        result.stop_reason = _LLAMA_STOP.get(kind, "max_new_tokens")
+        # Keep the reply as the local path decodes it (end token / stop string included): LLMGA stores
+        # that raw text in the conversation, so later turns see the same prompt.
+        if kind == "word":
+            result.text += str(event.get("stopping_word", ""))
+        elif kind == "eos":
+            result.text += str(props.get("eos_token", ""))
+        result.prompt_length = int(event.get("tokens_evaluated", 0) or 0)
+        result.extra["tokens_predicted"] = int(event.get("tokens_predicted", 0) or 0)
+        result.extra["timings"] = event.get("timings", {})
+        return True
+
+    @staticmethod
+    def _openai_event(event: dict[str, Any], result: RemoteResult) -> bool:
+        choices = event.get("choices") or []
+        if not choices:
+            usage = event.get("usage") or {}
+            result.prompt_length = int(usage.get("prompt_tokens", 0) or result.prompt_length)
+            return False
+        choice = choices[0]
+        result.text += str((choice.get("delta") or {}).get("content") or "")
+        ids = choice.get("token_ids")
+        if ids:
+            result.token_ids.extend(int(t) for t in ids)
+        finish = choice.get("finish_reason")
+        if not finish:
+            return False
+        result.stop_reason = _OPENAI_STOP.get(str(finish), "eos")
+        if finish == "stop" and isinstance(choice.get("stop_reason"), str):
+            result.stop_reason = "stop_string"
+        return False  # the server still sends usage and [DONE]
+
+
+def _error_text(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text[:_ERROR_BODY_CHARS].strip()
+    if isinstance(payload, dict):
+        error = payload.get("error", payload.get("detail", payload))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        return str(error)[:_ERROR_BODY_CHARS]
+    return str(payload)[:_ERROR_BODY_CHARS]
+
+
+def _status_message(status: int, where: str, path: str, body: str) -> str:
+    said = f" It said: {body}" if body else ""
+    if status in (401, 403):
+        hint = (
+            "it refused the API key: put the key in the environment variable the node names (default "
+            "LLMGA_REMOTE_API_KEY) in the environment ComfyUI runs in, and restart ComfyUI."
+        )
+    elif status == 404:
+        hint = (
+            f"it has no {path}: is the engine setting right (llama.cpp vs vLLM) and the URL the server's base, "
+            "without /v1?"
+        )
+    elif status == 400:
+        hint = "it rejected the request: check the model name and that the model takes images (mmproj/vision)."
+    elif status == 503:
+        hint = "it is not ready (still loading the model?): try again in a moment."
+    elif status >= 500:
+        hint = "it failed internally: see the server's log."
+    else:
+        hint = "see the server's log."
+    return f"HTTP {status} from the {where}: {hint}{said}"

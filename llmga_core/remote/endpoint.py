@@ -1,0 +1,80 @@
+"""Where the engine is and how to talk to it: URL checks (HTTPS unless loopback) and the API key."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..errors import LLMGAInputError
+
+__all__ = ["DEFAULT_API_KEY_ENV", "ENGINES", "LLAMA_CPP", "VLLM", "Endpoint", "api_key_from_env", "parse_endpoint"]
+
+LLAMA_CPP = "llama.cpp"
+VLLM = "vllm"
+ENGINES = (LLAMA_CPP, VLLM)
+DEFAULT_API_KEY_ENV = "LLMGA_REMOTE_API_KEY"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A checked engine address. ``api_key`` never appears in ``repr`` (it ends up in logs)."""
+
+    base_url: str  # scheme://host[:port][/prefix], no trailing slash
+    engine: str
+    model: str
+    timeout_s: float = 120.0
+    api_key: str | None = field(default=None, repr=False)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(url: str, engine: str, model: str, timeout_s: float = 120.0, api_key: str | None = None) -> Endpoint:
+    """Check ``url`` and the other settings; plain HTTP is accepted only for this machine."""
+    if engine not in ENGINES:
+        raise LLMGAInputError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LLMGAInputError(
+            f"The endpoint {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8080 for a server on this "
+            "machine or https://llmga.example.com for another one."
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise LLMGAInputError(
+            "Put only scheme, host, port and path in the endpoint: no query, fragment or credentials "
+            "(the API key comes from an environment variable)."
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise LLMGAInputError(
+            f"The endpoint {url!r} uses plain http to another machine: prompts, images and the API key would "
+            "travel unencrypted. Serve it over https (e.g. behind a reverse proxy), or run the engine on "
+            "this machine (127.0.0.1)."
+        )
+    if not model.strip():
+        raise LLMGAInputError("The model name is empty: type the name the engine serves (its /v1/models id).")
+    if not timeout_s > 0:
+        raise LLMGAInputError("The timeout must be positive (seconds).")
+    base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    return Endpoint(base, engine, model.strip(), float(timeout_s), api_key)
+
+
+def api_key_from_env(name: str) -> str | None:
+    """The API key in environment variable ``name`` (empty name or unset: no key)."""
+    name = name.strip()
+    if not name:
+        return None
+    if not name.replace("_", "").isalnum():
+        raise LLMGAInputError(f"{name!r} is not an environment variable name (letters, digits and _).")
+    return os.environ.get(name) or None
