@@ -15,7 +15,12 @@ from tests.e2e.browser import load_workflow, open_frontend
 from tests.harness.client import ComfyClient
 from tests.harness.server import ComfyServer
 from tests.harness.ui_to_api import set_widgets
-from tests.host.test_workflows_headless import MODEL_STANDINS, TINY_RUN, picture_with_hole
+from tests.host.test_workflows_headless import (  # noqa: F401 (llama_engine is a fixture)
+    MODEL_STANDINS,
+    TINY_RUN,
+    llama_engine,
+    picture_with_hole,
+)
 
 pytestmark = pytest.mark.e2e
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
@@ -33,7 +38,9 @@ def page(comfy_server: ComfyServer, comfy: ComfyClient) -> Iterator[Any]:
         yield page
 
 
-def run_from_ui(page: Any, comfy: ComfyClient, workflow: dict, seed: int | None = None) -> dict:
+def run_from_ui(
+    page: Any, comfy: ComfyClient, workflow: dict, seed: int | None = None, endpoint: str | None = None
+) -> dict:
     """Load, press Run, wait for the prompt to finish; return its history entry.
 
     A seed of its own makes every prompt node run rather than come from the cache (workflows share the
@@ -42,6 +49,8 @@ def run_from_ui(page: Any, comfy: ComfyClient, workflow: dict, seed: int | None 
     values = {**MODEL_STANDINS, **TINY_RUN}
     if seed is not None:
         values.update({(node_type, "seed"): seed for node_type in PROMPT_NODES})
+    if endpoint is not None:
+        values[("LLMGARemoteMLLM", "endpoint")] = endpoint
     set_widgets(workflow, comfy.object_info(), values)
     assert load_workflow(page, workflow) == []
     before = set(comfy.get_json("/history"))
@@ -66,9 +75,14 @@ def node_panel_text(page: Any, node_id: int) -> str | None:
 
 
 @pytest.mark.parametrize("name", ALL_WORKFLOWS)
-def test_workflow_runs_from_the_run_button(page: Any, comfy: ComfyClient, name: str) -> None:
+def test_workflow_runs_from_the_run_button(
+    page: Any, comfy: ComfyClient, name: str, request: pytest.FixtureRequest
+) -> None:
     workflow = json.loads((WORKFLOWS / f"{name}.json").read_text())
-    entry = run_from_ui(page, comfy, workflow, seed=1000 + ALL_WORKFLOWS.index(name))
+    endpoint = None
+    if any(n["type"] == "LLMGARemoteMLLM" for n in workflow["nodes"]):
+        endpoint = request.getfixturevalue("llama_engine").url
+    entry = run_from_ui(page, comfy, workflow, seed=1000 + ALL_WORKFLOWS.index(name), endpoint=endpoint)
     assert entry["status"]["status_str"] == "success", entry["status"]
     page.wait_for_timeout(500)
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import png_bytes
+from tests.fixtures.gguf_exports import exported_gguf
+from tests.fixtures.llama_server import LlamaServer, llama_server
+from tests.fixtures.tiny_mllm import FAMILIES
 from tests.harness.client import ComfyClient
 from tests.harness.ui_to_api import convert
 
@@ -67,10 +71,23 @@ def prepare_inputs(comfy: ComfyClient, prompt: dict) -> None:
                 inputs[name] = value[inputs[name]] if isinstance(value, dict) else value
 
 
+@pytest.fixture(scope="module")
+def llama_engine() -> Iterator[LlamaServer]:
+    """llama.cpp's server with the tiny LLMGA-Qwen2 export, for workflows using LLMGA Remote MLLM."""
+    export = exported_gguf("qwen2")
+    with llama_server(export.model, export.mmproj, alias=FAMILIES["qwen2"].folder) as server:
+        yield server
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_shipped_workflow_runs(comfy: ComfyClient, path: Path) -> None:
+def test_shipped_workflow_runs(comfy: ComfyClient, path: Path, request: pytest.FixtureRequest) -> None:
     prompt = convert(json.loads(path.read_text()), comfy.object_info())
     prepare_inputs(comfy, prompt)
+    for node in prompt.values():
+        if node["class_type"] == "LLMGARemoteMLLM":  # the engine the workflow's note says to start
+            engine: LlamaServer = request.getfixturevalue("llama_engine")
+            node["inputs"]["endpoint"] = engine.url
+            assert node["inputs"]["model"] == engine.alias
     run = comfy.run(prompt)
     images = [img for out in run.outputs.values() for img in out.get("images", [])]
     assert images, f"{path.name} produced no image"
