@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     hf.add_argument("src", help="an LLMGA MLLM folder as published (e.g. models/llmga/mllm/llmga-Qwen2-7B-...)")
     hf.add_argument("out", help="the folder to write")
     hf.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    hf.add_argument(
+        "--target",
+        choices=["vllm", "transformers"],
+        default="vllm",
+        help="the runtime (they differ in whether Gemma's image rows get the sqrt(hidden) factor)",
+    )
     gg = sub.add_parser("gguf", help="text GGUF + mmproj GGUF (llama.cpp)")
     gg.add_argument("src", help="an LLMGA MLLM folder as published")
     gg.add_argument("out", help="the folder to write the two .gguf files into")
@@ -39,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from .hf_llava import export_hf_llava
 
-        print(export_hf_llava(opts.src, opts.out, dtype=getattr(torch, opts.dtype)))
+        print(export_hf_llava(opts.src, opts.out, dtype=getattr(torch, opts.dtype), target=opts.target))
     else:
         from .gguf import export_gguf
 

@@ -6,8 +6,10 @@ The key mapping is our own, from the layouts (llmga-spec 1.3): the base LLM's ``
 
 - an ``<image>`` token is added to the tokenizer (LLaVA splices id -200, which no engine accepts); its
   embedding row is irrelevant because image features replace it;
-- Gemma: LLMGA trained with the image rows multiplied by sqrt(hidden) like the text rows, but transformers'
-  LLaVA does not scale spliced features; the factor is folded into the projector's last layer;
+- Gemma: LLMGA trained with the image rows multiplied by sqrt(hidden) like the text rows. vLLM's Gemma
+  multiplies every input row, image rows included, by sqrt(hidden) (GemmaModel.forward), so the vLLM
+  export keeps the projector as it is; transformers' LLaVA (>= 5) does not scale spliced features, so the
+  ``target="transformers"`` export folds the factor into the projector's last layer;
 - the chat template is a passthrough: the pack renders LLMGA's byte-exact prompt itself.
 """
 
@@ -24,8 +26,15 @@ IMAGE_TOKEN = "<image>"  # noqa: S105 (a token, not a password)
 PASSTHROUGH_CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 
-def hf_llava_state_dict(mllm: LoadedMLLM, vocab_size: int) -> dict[str, torch.Tensor]:
-    """The LLaVA-layout tensors of a loaded LLMGA model, with the vocabulary grown to ``vocab_size``."""
+TARGETS = ("vllm", "transformers")
+
+
+def hf_llava_state_dict(mllm: LoadedMLLM, vocab_size: int, fold_image_scale: bool = False) -> dict[str, torch.Tensor]:
+    """The LLaVA-layout tensors of a loaded LLMGA model, with the vocabulary grown to ``vocab_size``.
+
+    ``fold_image_scale``: multiply the projector output by the model's image-row factor (Gemma's
+    sqrt(hidden)), for runtimes that do not scale image rows themselves.
+    """
     model = mllm.model
     if model.vision_tower is None:
         raise LLMGAInputError("Export needs the vision tower: load the folder with its CLIP weights.")
@@ -37,7 +46,7 @@ def hf_llava_state_dict(mllm: LoadedMLLM, vocab_size: int) -> dict[str, torch.Te
             out["lm_head.weight"] = value
     for key, value in model.vision_tower.state_dict().items():
         out["model.vision_tower." + key] = value
-    scale = model.image_embed_scale
+    scale = model.image_embed_scale if fold_image_scale else None
     for key, value in model.mm_projector.state_dict().items():
         index, name = key.split(".", 1)
         layer = {"0": "linear_1", "2": "linear_2"}[index]
@@ -56,10 +65,15 @@ def hf_llava_state_dict(mllm: LoadedMLLM, vocab_size: int) -> dict[str, torch.Te
     return out
 
 
-def export_hf_llava(folder: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``out`` as a ``LlavaForConditionalGeneration`` folder (config, safetensors, tokenizer)."""
+def export_hf_llava(
+    folder: str | Path, out: str | Path, dtype: torch.dtype = torch.float16, target: str = "vllm"
+) -> Path:
+    """Write ``out`` as a ``LlavaForConditionalGeneration`` folder (config, safetensors, tokenizer) for
+    ``target`` "vllm" (vLLM, Ray Serve) or "transformers" (transformers' own LLaVA, e.g. transformers serve)."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 
+    if target not in TARGETS:
+        raise LLMGAInputError(f"Unknown export target {target!r}: choose one of {', '.join(TARGETS)}.")
     mllm = load_mllm(folder, dtype=torch.float32)
     tokenizer = mllm.tokenizer
     if IMAGE_TOKEN not in tokenizer.get_vocab():
@@ -80,7 +94,7 @@ def export_hf_llava(folder: str | Path, out: str | Path, dtype: torch.dtype = to
         tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
     )
     llava = LlavaForConditionalGeneration(config)
-    state = hf_llava_state_dict(mllm, vocab_size)
+    state = hf_llava_state_dict(mllm, vocab_size, fold_image_scale=target == "transformers")
     missing, unexpected = llava.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:

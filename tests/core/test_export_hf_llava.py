@@ -16,7 +16,7 @@ def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
     folder = tiny_mllm_dir(family)
-    export_hf_llava(folder, tmp_path, dtype=torch.float32)
+    export_hf_llava(folder, tmp_path, dtype=torch.float32, target="transformers")
     hf = LlavaForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     assert tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) == hf.config.image_token_index
@@ -37,3 +37,18 @@ def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
         got = hf(input_ids=torch.tensor([expanded]), pixel_values=pixels).logits[..., : expected.shape[-1]]
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= 1e-4
+
+
+def test_vllm_target_leaves_gemma_image_rows_to_the_engine(tmp_path) -> None:
+    """vLLM's Gemma scales every input row by sqrt(hidden) itself: its export must not scale them again."""
+    from safetensors.torch import load_file
+
+    folder = tiny_mllm_dir("gemma")
+    ours = load_mllm(folder, dtype=torch.float32)
+    assert ours.model.image_embed_scale is not None
+    projector = ours.model.mm_projector.state_dict()
+    for target, factor in (("vllm", 1.0), ("transformers", float(ours.model.image_embed_scale))):
+        export_hf_llava(folder, tmp_path / target, dtype=torch.float32, target=target)
+        weights = load_file(str(tmp_path / target / "model.safetensors"))
+        assert torch.allclose(weights["multi_modal_projector.linear_2.weight"], projector["2.weight"] * factor)
+        assert torch.allclose(weights["multi_modal_projector.linear_1.weight"], projector["0.weight"])
