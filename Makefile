@@ -42,6 +42,7 @@ bench: setup
 	$(PY) bench/edit.py --steps 50 --repeats 3
 	$(PY) bench/diffrir_tiling.py deviation
 	$(PY) bench/mllm_decode.py
+	$(PY) bench/remote_mllm.py
 
 clean-fixtures:
 	rm -rf .cache/fixtures

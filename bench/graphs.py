@@ -12,6 +12,7 @@ Writes bench/results/graphs.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -24,7 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import interleaved, report, write_result  # noqa: E402
 from tests.conftest import png_bytes  # noqa: E402
+from tests.fixtures.gguf_exports import exported_gguf  # noqa: E402
 from tests.fixtures.host_models import host_models  # noqa: E402
+from tests.fixtures.llama_server import llama_server  # noqa: E402
+from tests.fixtures.tiny_mllm import FAMILIES  # noqa: E402
 from tests.harness.client import ComfyClient  # noqa: E402
 from tests.harness.server import ComfyServer  # noqa: E402
 from tests.harness.ui_to_api import convert  # noqa: E402
@@ -96,9 +100,19 @@ def main() -> None:
 
             walls: dict[str, float] = {}
             info = comfy.object_info()
+            engines = contextlib.ExitStack()
+            engine = None
             for path in sorted((REPO / "workflows").glob("*.json")):
                 prompt = convert(json.loads(path.read_text()), info)
                 prepare_inputs(comfy, prompt)
+                for node in prompt.values():
+                    if node["class_type"] == "LLMGARemoteMLLM":  # llama.cpp's server with the tiny export
+                        if engine is None:
+                            export = exported_gguf("qwen2")
+                            engine = engines.enter_context(
+                                llama_server(export.model, export.mmproj, alias=FAMILIES["qwen2"].folder)
+                            )
+                        node["inputs"]["endpoint"] = engine.url
                 comfy.upload_image("example.png", png_bytes(64, 64, seed=5))
                 times = []
                 for _ in range(3):
@@ -107,6 +121,7 @@ def main() -> None:
                     times.append(time.perf_counter() - start)
                 walls[path.stem] = statistics.median(times)
                 print(f"workflow {path.stem}: {walls[path.stem]:.2f} s (median of 3, tiny models, cache off)")
+            engines.close()
         finally:
             server.stop()
     print(f"wrote {write_result('graphs', {'t2i_graph': stats, 'workflow_wall_s': walls})}")
