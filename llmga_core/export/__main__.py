@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         default="vllm",
         help="the runtime (they differ in whether Gemma's image rows get the sqrt(hidden) factor)",
     )
+    hf.add_argument("--clip-vision", default=None, help="CLIP folder, for a checkpoint stored without its tower")
     gg = sub.add_parser("gguf", help="text GGUF + mmproj GGUF (llama.cpp)")
     gg.add_argument("src", help="an LLMGA MLLM folder as published")
     gg.add_argument("out", help="the folder to write the two .gguf files into")
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from .hf_llava import export_hf_llava
 
-        print(export_hf_llava(opts.src, opts.out, dtype=getattr(torch, opts.dtype), target=opts.target))
+        print(
+            export_hf_llava(
+                opts.src, opts.out, dtype=getattr(torch, opts.dtype), target=opts.target, clip_vision=opts.clip_vision
+            )
+        )
     else:
         from .gguf import export_gguf
 

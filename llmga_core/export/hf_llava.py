@@ -66,15 +66,20 @@ def hf_llava_state_dict(mllm: LoadedMLLM, vocab_size: int, fold_image_scale: boo
 
 
 def export_hf_llava(
-    folder: str | Path, out: str | Path, dtype: torch.dtype = torch.float16, target: str = "vllm"
+    folder: str | Path,
+    out: str | Path,
+    dtype: torch.dtype = torch.float16,
+    target: str = "vllm",
+    clip_vision: str | Path | None = None,
 ) -> Path:
     """Write ``out`` as a ``LlavaForConditionalGeneration`` folder (config, safetensors, tokenizer) for
-    ``target`` "vllm" (vLLM, Ray Serve) or "transformers" (transformers' own LLaVA, e.g. transformers serve)."""
+    ``target`` "vllm" (vLLM, Ray Serve) or "transformers" (transformers' own LLaVA, e.g. transformers serve).
+    ``clip_vision``: the CLIP tower for a folder stored without it (the old llama-2 release)."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 
     if target not in TARGETS:
         raise LLMGAInputError(f"Unknown export target {target!r}: choose one of {', '.join(TARGETS)}.")
-    mllm = load_mllm(folder, dtype=torch.float32)
+    mllm = load_mllm(folder, dtype=torch.float32, clip_vision=clip_vision)
     tokenizer = mllm.tokenizer
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)

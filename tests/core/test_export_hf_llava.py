@@ -8,15 +8,17 @@ import torch
 from llmga_core.export import IMAGE_TOKEN, PASSTHROUGH_CHAT_TEMPLATE, export_hf_llava
 from llmga_core.mllm.model import load_mllm
 from llmga_core.mllm.tokenize import IMAGE_TOKEN_INDEX, tokenizer_input_ids
-from tests.fixtures.tiny_mllm import tiny_mllm_dir
+from tests.fixtures.gguf_exports import clip_vision_for
+from tests.fixtures.tiny_mllm import FAMILIES, tiny_mllm_dir
 
 
-@pytest.mark.parametrize("family", ["qwen2", "llama3", "vicuna", "gemma"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
     folder = tiny_mllm_dir(family)
-    export_hf_llava(folder, tmp_path, dtype=torch.float32, target="transformers")
+    clip = clip_vision_for(family)
+    export_hf_llava(folder, tmp_path, dtype=torch.float32, target="transformers", clip_vision=clip)
     hf = LlavaForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     assert tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) == hf.config.image_token_index
@@ -24,9 +26,10 @@ def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "A: <image>\nB"}], tokenize=False)
     assert rendered == "A: <image>\nB"
 
-    ours = load_mllm(folder, dtype=torch.float32)
+    ours = load_mllm(folder, dtype=torch.float32, clip_vision=clip)
+    size = ours.clip_preprocess.crop_height
     ids = tokenizer_input_ids("USER: <image>\nDescribe the picture. ASSISTANT:", ours.tokenizer)
-    pixels = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    pixels = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     expanded = []
     for token in ids:
         expanded += (
