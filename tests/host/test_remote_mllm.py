@@ -4,6 +4,7 @@ is a clear node error after which ComfyUI keeps serving."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import png_bytes
 from tests.fixtures.gguf_exports import exported_gguf
 from tests.fixtures.llama_server import LlamaServer, free_port, llama_server, xllamacpp_available
 from tests.fixtures.silent_server import silent_server
@@ -138,3 +140,33 @@ def test_cancel_hangs_up_on_the_server_and_interrupts(comfy: ComfyClient) -> Non
         assert "execution_interrupted" in [kind for kind, _ in run.messages]
         assert time.monotonic() - sent < 5
         assert peer.wait_closed(1, timeout=5), "the request's connection stayed open"
+
+
+def test_image_tasks_and_editing_captions_run_remotely(comfy: ComfyClient, engine: LlamaServer) -> None:
+    picture = comfy.upload_image("remote_src.png", png_bytes(64, 48, seed=31))
+    graph = {
+        "1": remote(engine.url),
+        "10": {"class_type": "LoadImage", "inputs": {"image": picture}},
+        "2": generate("", image=["10", 0]),
+        "3": {
+            "class_type": "LLMGAEditPrompts",
+            "inputs": {
+                "mllm": ["1", 0],
+                "image": ["10", 0],
+                "instruction": "make it snowy",
+                "seed": 4,
+                "temperature": 0.0,
+                "top_p": 1.0,
+                "max_new_tokens": 8,
+            },
+        },
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
+    }
+    graph["2"]["inputs"]["task"] = "similar image"
+    run = comfy.run(graph)
+    turns = json.loads(run.outputs["2"]["conversation"][0])
+    assert turns[0]["reply"] is not None and run.outputs["2"]["images"], run.outputs["2"]
+    edit = run.outputs["3"]["text"][0]
+    assert edit.startswith("source: ") and "\ntarget: " in edit
+    assert len(json.loads(run.outputs["3"]["conversation"][0])) == 2
