@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,7 @@ from llmga_core.mllm.model import LoadedMLLM, load_mllm
 from llmga_core.mllm.templates import get_template
 from llmga_core.mllm.tokenize import IMAGE_TOKEN_INDEX, tokenizer_input_ids
 from tests.fixtures.gguf_exports import clip_vision_for, exported_gguf
-from tests.fixtures.llama_server import LlamaServer, start_llama_server, xllamacpp_available
+from tests.fixtures.llama_server import LlamaServer, require_llama_server, start_llama_server
 from tests.fixtures.tiny_mllm import FAMILIES, tiny_mllm_dir
 
 # family -> (llama.cpp arch, LLMGA template, llama.cpp adds BOS)
@@ -55,12 +54,10 @@ EXPECTED = {
 }
 IMAGE_FAMILIES = ("vicuna", "qwen2", "gemma")
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=16, repetition_penalty=1.0)
+
+
 def _need_server() -> None:
-    if xllamacpp_available():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("xllamacpp is required in CI (requirements-test.txt)")
-    pytest.skip("xllamacpp is not installed: no llama.cpp server to compare with")
+    require_llama_server()
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -100,6 +97,21 @@ def _post(server: LlamaServer, path: str, body: dict[str, Any]) -> Any:
     )
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.loads(resp.read())
+
+
+def _greedy_completion(server: LlamaServer, prompt: Any, **extra: Any) -> Any:
+    """A non-streamed greedy ``/completion`` of GREEDY.max_new_tokens tokens, token ids returned."""
+    body = {
+        "prompt": prompt,
+        "temperature": 0,
+        "seed": 0,
+        "n_predict": GREEDY.max_new_tokens,
+        "cache_prompt": False,
+        "return_tokens": True,
+        "repeat_penalty": 1.0,
+        **extra,
+    }
+    return _post(server, "/completion", body)
 
 
 def _prompts(template: str) -> list[str]:
@@ -221,19 +233,7 @@ def test_text_turn_greedy_parity(family: str, servers: dict, models: dict) -> No
     server = _server(servers, family)
     mllm = _model(models, family)
     prompt = _prompts(exported_gguf(family).template)[0]
-    reply = _post(
-        server,
-        "/completion",
-        {
-            "prompt": prompt,
-            "temperature": 0,
-            "seed": 0,
-            "n_predict": GREEDY.max_new_tokens,
-            "cache_prompt": False,
-            "return_tokens": True,
-            "repeat_penalty": 1.0,
-        },
-    )
+    reply = _greedy_completion(server, prompt)
     ours = run_turn(mllm, prompt, None, GREEDY)
     assert reply["tokens"] == ours.token_ids
 
@@ -286,19 +286,8 @@ def test_image_turn_parity(family: str, servers: dict, models: dict) -> None:
     prompt = _prompts(exported_gguf(family).template)[2]
     image, png = _png()
     marker = json.loads(urllib.request.urlopen(server.url + "/props", timeout=30).read())["media_marker"]
-    reply = _post(
-        server,
-        "/completion",
-        {
-            "prompt": {"prompt_string": prompt.replace("<image>", marker), "multimodal_data": [png]},
-            "temperature": 0,
-            "seed": 0,
-            "n_predict": GREEDY.max_new_tokens,
-            "cache_prompt": False,
-            "return_tokens": True,
-            "repeat_penalty": 1.0,
-            "n_probs": 1,
-        },
+    reply = _greedy_completion(
+        server, {"prompt_string": prompt.replace("<image>", marker), "multimodal_data": [png]}, n_probs=1
     )
     ids = tokenizer_input_ids(prompt, mllm.tokenizer)
     pixels = clip_preprocess(image, mllm.clip_preprocess)

@@ -5,7 +5,6 @@ is a clear node error after which ComfyUI keeps serving."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,15 +13,12 @@ import pytest
 
 from tests.conftest import png_bytes
 from tests.fixtures.gguf_exports import exported_gguf
-from tests.fixtures.llama_server import LlamaServer, free_port, llama_server, xllamacpp_available
+from tests.fixtures.llama_server import LlamaServer, free_port, llama_server, require_llama_server
 from tests.fixtures.silent_server import silent_server
 from tests.fixtures.tiny_mllm import FAMILIES
 from tests.harness.client import ComfyClient
 
-if not xllamacpp_available():
-    if os.environ.get("CI"):
-        raise RuntimeError("xllamacpp is missing in CI: it is in requirements-test.txt")
-    pytest.skip("xllamacpp is not installed (pip install -r requirements-test.txt)", allow_module_level=True)
+require_llama_server()
 
 # vicuna: its generation_config sets no repetition penalty, so greedy decoding means the same thing in
 # transformers and in llama.cpp (see README "Scaling out" for Qwen2's 1.1 penalty).

@@ -5,7 +5,6 @@ Cancel, and the errors a user meets (wrong model, wrong URL, missing key, no vis
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,13 +20,10 @@ from llmga_core.mllm.image_prep import clip_resize_crop
 from llmga_core.mllm.model import LoadedMLLM, load_mllm
 from llmga_core.remote import RemoteCancelled, RemoteMLLM, RemoteMLLMError, parse_endpoint, png_bytes
 from tests.fixtures.gguf_exports import exported_gguf
-from tests.fixtures.llama_server import LlamaServer, llama_server, xllamacpp_available
+from tests.fixtures.llama_server import LlamaServer, llama_server, require_llama_server
 from tests.fixtures.tiny_mllm import FAMILIES, tiny_mllm_dir
 
-if not xllamacpp_available():
-    if os.environ.get("CI"):
-        raise RuntimeError("xllamacpp is missing in CI: it is in requirements-test.txt")
-    pytest.skip("xllamacpp is not installed (pip install -r requirements-test.txt)", allow_module_level=True)
+require_llama_server()
 
 FAMILY = "qwen2"
 NAME = FAMILIES[FAMILY].folder
