@@ -282,7 +282,7 @@ class LLMGAGeneratePrompt(io.ComfyNode):
                 "another of these nodes to refine over several turns."
             ),
             inputs=[
-                MLLMSocket.Input("mllm", tooltip="From LLMGA MLLM Loader."),
+                MLLMSocket.Input("mllm", tooltip="From LLMGA MLLM Loader or LLMGA Remote MLLM."),
                 io.Combo.Input(
                     "task",
                     options=list(TASKS),
@@ -360,7 +360,7 @@ class LLMGAEditPrompts(io.ComfyNode):
                 "Instruction Edit."
             ),
             inputs=[
-                MLLMSocket.Input("mllm", tooltip="From LLMGA MLLM Loader."),
+                MLLMSocket.Input("mllm", tooltip="From LLMGA MLLM Loader or LLMGA Remote MLLM."),
                 io.Image.Input("image", tooltip="The image to edit (centre-cropped for the assistant, as LLMGA does)."),
                 io.String.Input(
                     "instruction", multiline=True, default="", tooltip="The edit, e.g. 'make it snowy at night'."
