@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from llmga_core.export import IMAGE_TOKEN, PASSTHROUGH_CHAT_TEMPLATE, export_hf_llava
+from llmga_core.mllm import Conversation, ImageRef, add_task_turn, select_template_for_folder
 from llmga_core.mllm.model import load_mllm
 from llmga_core.mllm.tokenize import IMAGE_TOKEN_INDEX, tokenizer_input_ids
 from tests.fixtures.gguf_exports import clip_vision_for
@@ -28,6 +29,16 @@ def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
 
     ours = load_mllm(folder, dtype=torch.float32, clip_vision=clip)
     size = ours.clip_preprocess.crop_height
+
+    # vLLM tokenises the whole rendered prompt, <image> being one added token; for LLMGA's prompts that
+    # equals LLaVA's piece-by-piece rule (the text after <image> starts with a newline).
+    template = select_template_for_folder(str(folder), None).name
+    first = add_task_turn(Conversation(template), "similar image", "", ImageRef("k", 1, 1))
+    second = add_task_turn(first.answer("<gen_image> a red fox </gen_image>"), "chat", "make it blue", None)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    for prompt in (first.prompt(), second.prompt()):
+        whole = [IMAGE_TOKEN_INDEX if t == image_id else t for t in tokenizer(prompt).input_ids]
+        assert whole == tokenizer_input_ids(prompt, ours.tokenizer), prompt
     ids = tokenizer_input_ids("USER: <image>\nDescribe the picture. ASSISTANT:", ours.tokenizer)
     pixels = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     expanded = []
