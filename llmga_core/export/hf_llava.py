@@ -16,6 +16,7 @@ The key mapping is our own, from the layouts (llmga-spec 1.3): the base LLM's ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -83,6 +84,9 @@ def export_hf_llava(
     tokenizer = mllm.tokenizer
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)
+    if getattr(tokenizer, "image_token", IMAGE_TOKEN) != IMAGE_TOKEN:
+        # e.g. a Gemma-3 vocabulary names <image_soft_token>: the processor must expand LLaVA's <image>
+        tokenizer.image_token = IMAGE_TOKEN
     image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     vocab_size = max(len(tokenizer), mllm.model.embed_tokens.weight.shape[0])
     text_config = mllm.model.language_model.config
@@ -107,5 +111,35 @@ def export_hf_llava(
     out = Path(out)
     llava.to(dtype).save_pretrained(out)
     tokenizer.chat_template = PASSTHROUGH_CHAT_TEMPLATE
-    tokenizer.save_pretrained(out)
+    _llava_processor(mllm, tokenizer, config).save_pretrained(out)
     return out
+
+
+def _llava_processor(mllm: LoadedMLLM, tokenizer: Any, config: Any) -> Any:
+    """The ``LlavaProcessor`` engines load with the folder (vLLM expands ``<image>`` with it): the
+    checkpoint's CLIP preprocessing, and 576 image tokens (patches + CLS, minus CLS for "default")."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    pre = mllm.clip_preprocess
+    images = CLIPImageProcessor(
+        do_resize=pre.do_resize,
+        size={"shortest_edge": pre.shortest_edge},
+        resample=pre.resample,
+        do_center_crop=pre.do_center_crop,
+        crop_size={"height": pre.crop_height, "width": pre.crop_width},
+        do_rescale=pre.do_rescale,
+        rescale_factor=pre.rescale_factor,
+        do_normalize=pre.do_normalize,
+        image_mean=list(pre.image_mean),
+        image_std=list(pre.image_std),
+        do_convert_rgb=True,
+    )
+    return LlavaProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        patch_size=config.vision_config.patch_size,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        chat_template=PASSTHROUGH_CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=1,  # CLIP's CLS token
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from llmga_core.export import IMAGE_TOKEN, PASSTHROUGH_CHAT_TEMPLATE, export_hf_llava
 from llmga_core.mllm import Conversation, ImageRef, add_task_turn, select_template_for_folder
+from llmga_core.mllm.image_prep import clip_preprocess
 from llmga_core.mllm.model import load_mllm
 from llmga_core.mllm.tokenize import IMAGE_TOKEN_INDEX, tokenizer_input_ids
 from tests.fixtures.gguf_exports import clip_vision_for
@@ -15,7 +18,7 @@ from tests.fixtures.tiny_mllm import FAMILIES, tiny_mllm_dir
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
-    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+    from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
     folder = tiny_mllm_dir(family)
     clip = clip_vision_for(family)
@@ -39,16 +42,19 @@ def test_exported_llava_matches_our_model(family: str, tmp_path) -> None:
     for prompt in (first.prompt(), second.prompt()):
         whole = [IMAGE_TOKEN_INDEX if t == image_id else t for t in tokenizer(prompt).input_ids]
         assert whole == tokenizer_input_ids(prompt, ours.tokenizer), prompt
-    ids = tokenizer_input_ids("USER: <image>\nDescribe the picture. ASSISTANT:", ours.tokenizer)
-    pixels = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    expanded = []
-    for token in ids:
-        expanded += (
-            [hf.config.image_token_index] * hf.config.image_seq_length if token == IMAGE_TOKEN_INDEX else [token]
-        )
+    # What an engine does with the folder: its LlavaProcessor expands <image> and preprocesses the PNG the
+    # remote node sends (already the tower's size, so only rescale + normalise remain).
+    prompt = first.prompt()
+    ids = tokenizer_input_ids(prompt, ours.tokenizer)
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    inputs = processor(text=prompt, images=picture, return_tensors="pt")
+    assert inputs["input_ids"][0].tolist().count(image_id) == hf.config.image_seq_length
+    pixels = clip_preprocess(picture, ours.clip_preprocess)
+    assert (inputs["pixel_values"] - pixels).abs().max().item() < 1e-6
     with torch.no_grad():
         expected = ours.model(ours.model.prepare_inputs(ids, pixels)).logits
-        got = hf(input_ids=torch.tensor([expanded]), pixel_values=pixels).logits[..., : expected.shape[-1]]
+        got = hf(**inputs).logits[..., : expected.shape[-1]]
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= 1e-4
 
