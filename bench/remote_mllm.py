@@ -31,7 +31,7 @@ from bench.common import write_result  # noqa: E402
 from llmga_core.export.gguf import export_gguf  # noqa: E402
 from llmga_core.mllm import Conversation, ImageRef, add_task_turn, clip_resize_crop, prepare_mllm_image  # noqa: E402
 from llmga_core.mllm.generate import SamplingSettings, run_turn  # noqa: E402
-from llmga_core.mllm.model import load_mllm  # noqa: E402
+from llmga_core.mllm.model import LoadedMLLM, load_mllm  # noqa: E402
 from llmga_core.remote import RemoteMLLM, parse_endpoint, png_bytes  # noqa: E402
 from tests.fixtures.llama_server import llama_server  # noqa: E402
 
@@ -44,6 +44,17 @@ def _folder(model: str, workdir: Path) -> Path:
     from bench.mllm_decode import build_folder
 
     return build_folder(workdir)
+
+
+def bench_turns(mllm: LoadedMLLM, template: str) -> dict[str, tuple[str, torch.Tensor | None, bytes | None]]:
+    """task -> (rendered prompt, local pixel values, the PNG the remote node sends) for the two turns."""
+    picture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    prepared = prepare_mllm_image("similar image", picture, None, mllm.clip_preprocess)
+    png = png_bytes(clip_resize_crop(prepared.square, mllm.clip_preprocess))
+    ref = ImageRef("bench", 320, 240, pixels=prepared.pixel_values)
+    text = add_task_turn(Conversation(template), "text-to-image", "A level 1 mouse monster", None).prompt()
+    image = add_task_turn(Conversation(template), "similar image", "", ref).prompt()
+    return {"text-to-image": (text, None, None), "similar image": (image, prepared.pixel_values, png)}
 
 
 def main() -> None:
@@ -61,22 +72,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     settings = SamplingSettings(temperature=0.0, max_new_tokens=args.new_tokens, repetition_penalty=1.0)
 
-    picture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    prepared = prepare_mllm_image("similar image", picture, None, mllm.clip_preprocess)
-    png = png_bytes(clip_resize_crop(prepared.square, mllm.clip_preprocess))
-    ref = ImageRef("bench", 320, 240, pixels=prepared.pixel_values)
-    tasks = {
-        "text-to-image": (
-            add_task_turn(Conversation(exported.template), "text-to-image", "A level 1 mouse monster", None).prompt(),
-            None,
-            None,
-        ),
-        "similar image": (
-            add_task_turn(Conversation(exported.template), "similar image", "", ref).prompt(),
-            prepared.pixel_values,
-            png,
-        ),
-    }
+    tasks = bench_turns(mllm, exported.template)
     name = folder.name
     results: dict[str, dict] = {}
     with llama_server(exported.model, exported.mmproj, alias=name, threads=threads) as server:

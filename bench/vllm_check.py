@@ -29,16 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import write_result  # noqa: E402
 from bench.mllm_decode import FOLDER_NAME, build_folder  # noqa: E402
+from bench.remote_mllm import bench_turns  # noqa: E402
 from llmga_core.export import export_hf_llava  # noqa: E402
-from llmga_core.mllm import Conversation, ImageRef, add_task_turn, clip_resize_crop, prepare_mllm_image  # noqa: E402
 from llmga_core.mllm.generate import SamplingSettings, run_turn  # noqa: E402
 from llmga_core.mllm.model import load_mllm  # noqa: E402
-from llmga_core.remote import RemoteMLLM, parse_endpoint, png_bytes  # noqa: E402
+from llmga_core.remote import RemoteMLLM, parse_endpoint  # noqa: E402
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -92,17 +91,9 @@ def main() -> None:
         mllm = load_mllm(folder, dtype=torch.float16, device=torch.device("cuda"))
         greedy = SamplingSettings(temperature=0.0, max_new_tokens=32, repetition_penalty=1.0)
 
-        template = "qwen_2"
-        text_prompt = add_task_turn(Conversation(template), "text-to-image", "A level 1 mouse monster", None).prompt()
-        picture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-        prepared = prepare_mllm_image("similar image", picture, None, mllm.clip_preprocess)
-        ref = ImageRef("bench", 320, 240, pixels=prepared.pixel_values)
-        image_prompt = add_task_turn(Conversation(template), "similar image", "", ref).prompt()
-        png = png_bytes(clip_resize_crop(prepared.square, mllm.clip_preprocess))
-        for task, prompt, pixels, image_png in (
-            ("text-to-image", text_prompt, None, None),
-            ("similar image", image_prompt, prepared.pixel_values, png),
-        ):
+        tasks = bench_turns(mllm, "qwen_2")
+        text_prompt = tasks["text-to-image"][0]
+        for task, (prompt, pixels, image_png) in tasks.items():
             mine = run_turn(mllm, prompt, pixels, greedy).text
             theirs = client.generate(prompt, greedy, image_png=image_png).text
             same = _common_prefix(mine, theirs)

@@ -15,13 +15,12 @@ from comfy_api.latest import io, ui
 
 from ..llmga_core.errors import LLMGAInputError
 from ..llmga_core.mllm import TEMPLATE_NAMES, ClipPreprocessConfig, MLLMImage, clip_resize_crop, get_template
-from ..llmga_core.mllm.generate import SamplingSettings
+from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings
 from ..llmga_core.mllm.templates import template_from_folder_name
 from ..llmga_core.remote import (
     DEFAULT_API_KEY_ENV,
     RemoteCancelled,
     RemoteMLLM,
-    RemoteResult,
     api_key_from_env,
     parse_endpoint,
     png_bytes,
@@ -54,7 +53,7 @@ class RemoteMLLMHandle:
         settings: SamplingSettings,
         stop_strings: Sequence[str],
         on_token: Callable[[int, str], None],
-    ) -> RemoteResult:
+    ) -> GenerationResult:
         if image is not None and not isinstance(image, bytes):
             raise LLMGAInputError(
                 "This conversation was started with a local LLMGA MLLM: start it again with the remote one."

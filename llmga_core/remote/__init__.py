@@ -3,7 +3,7 @@ prepares the image; the engine only runs the vision tower, projector and decoder
 
 from __future__ import annotations
 
-from .client import RemoteMLLM, RemoteResult
+from .client import RemoteMLLM
 from .endpoint import DEFAULT_API_KEY_ENV, ENGINES, Endpoint, api_key_from_env, parse_endpoint
 from .errors import RemoteCancelled, RemoteMLLMError
 from .requests_body import completion_request, openai_chat_request, png_bytes
@@ -15,7 +15,6 @@ __all__ = [
     "RemoteCancelled",
     "RemoteMLLM",
     "RemoteMLLMError",
-    "RemoteResult",
     "api_key_from_env",
     "completion_request",
     "openai_chat_request",

@@ -17,42 +17,22 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..mllm.generate import GenerationResult
 from .endpoint import LLAMA_CPP, Endpoint
 from .errors import RemoteCancelled, RemoteMLLMError
 from .requests_body import completion_request, openai_chat_request
 from .sse import sse_data
 
-__all__ = ["RemoteMLLM", "RemoteResult"]
+__all__ = ["RemoteMLLM"]
 
 TokenCallback = Callable[[int, str], None]
 POLL_S = 0.05  # how often the watcher looks at should_stop
 _ERROR_BODY_CHARS = 300
 _LLAMA_STOP = {"eos": "eos", "word": "stop_string", "limit": "max_new_tokens"}
 _OPENAI_STOP = {"length": "max_new_tokens", "stop": "eos"}
-
-
-@dataclass
-class RemoteResult:
-    """One reply, with the same fields the local path's ``GenerationResult`` has."""
-
-    token_ids: list[int]  # llama.cpp reports them; empty for OpenAI-style engines
-    text: str
-    stop_reason: str  # "eos" | "stop_string" | "max_new_tokens"
-    prompt_length: int = 0  # prompt positions the engine evaluated (image included), when it says
-    first_token_s: float | None = None
-    total_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def tokens_per_s(self) -> float:
-        n = max(len(self.token_ids), int(self.extra.get("tokens_predicted", 0)))
-        if self.first_token_s is None or n < 2 or self.total_s <= self.first_token_s:
-            return 0.0
-        return (n - 1) / (self.total_s - self.first_token_s)
 
 
 class _Watcher:
@@ -219,7 +199,7 @@ class RemoteMLLM:
         stop_strings: Sequence[str] = (),
         on_token: TokenCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
-    ) -> RemoteResult:
+    ) -> GenerationResult:
         """Run one turn. ``prompt`` is the rendered LLMGA prompt (``<image>`` where the image goes)."""
         start = time.perf_counter()
         self.check_model(should_stop)
@@ -243,7 +223,7 @@ class RemoteMLLM:
             body = openai_chat_request(self.endpoint.model, prompt, settings, image_png=image_png, stop=stop_strings)
             path = "/v1/chat/completions"
         probe_s = time.perf_counter() - start
-        result = RemoteResult([], "", "max_new_tokens", extra={"probe_s": probe_s})
+        result = GenerationResult([], "", "max_new_tokens", 0, extra={"probe_s": probe_s})
         with self._exchange("POST", path, body, should_stop) as (response, watcher):
             try:
                 for data in sse_data(iter(lambda: response.read1(65536), b"")):
@@ -287,7 +267,7 @@ class RemoteMLLM:
         return event
 
     @staticmethod
-    def _llama_event(event: dict[str, Any], result: RemoteResult, props: dict[str, Any]) -> bool:
+    def _llama_event(event: dict[str, Any], result: GenerationResult, props: dict[str, Any]) -> bool:
         result.text += str(event.get("content", ""))
         result.token_ids.extend(int(t) for t in event.get("tokens", []) or [])
         if not event.get("stop"):
@@ -306,7 +286,7 @@ class RemoteMLLM:
         return True
 
     @staticmethod
-    def _openai_event(event: dict[str, Any], result: RemoteResult) -> bool:
+    def _openai_event(event: dict[str, Any], result: GenerationResult) -> bool:
         choices = event.get("choices") or []
         if not choices:
             usage = event.get("usage") or {}
