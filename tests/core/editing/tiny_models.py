@@ -8,36 +8,18 @@ original LLMGA pipeline on exactly these weights (see its PROVENANCE.md). Buildi
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from tests.fixtures.random_init import fill_scaled_noise
 
 CROSS_ATTENTION_DIM = 32
 LATENT_SIZE = 8  # 64x64 px images
 UNET_SEED = 2401
 VAE_SEED = 2402
 CLIP_SEED = 2403
-
-
-def _fill(model: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name in sorted(params):
-            p = params[name]
-            noise = torch.randn(p.shape, generator=generator, dtype=torch.float32)
-            if "embedding" in name:
-                value = noise * 0.5
-            elif "norm" in name and name.endswith("weight"):
-                value = 1.0 + 0.1 * noise
-            elif name.endswith("bias"):
-                value = 0.05 * noise
-            else:  # unit-variance outputs keep the activations in a useful range at any depth
-                fan_in = math.prod(p.shape[1:]) if p.ndim > 1 else p.shape[0]
-                value = noise / math.sqrt(fan_in)
-            p.copy_(value)
 
 
 def tiny_unet() -> UNet2DConditionModel:
@@ -52,7 +34,7 @@ def tiny_unet() -> UNet2DConditionModel:
         cross_attention_dim=CROSS_ATTENTION_DIM,
         attention_head_dim=8,
     )
-    _fill(unet, UNET_SEED)
+    fill_scaled_noise(unet, UNET_SEED)
     return unet.eval()
 
 
@@ -69,7 +51,7 @@ def tiny_vae() -> AutoencoderKL:
         norm_num_groups=4,
         sample_size=LATENT_SIZE * 8,
     )
-    _fill(vae, VAE_SEED)
+    fill_scaled_noise(vae, VAE_SEED)
     return vae.eval()
 
 
@@ -91,7 +73,7 @@ def tiny_clip() -> Any:
     )
     config._attn_implementation = "eager"
     model = CLIPTextModel(config)
-    _fill(model, CLIP_SEED)
+    fill_scaled_noise(model, CLIP_SEED)
     return model.eval()
 
 

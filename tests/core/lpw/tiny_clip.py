@@ -8,13 +8,14 @@ so nothing is cached.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from tests.fixtures.random_init import fill_scaled_noise
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TOKENIZER_DIR = Path(
@@ -44,28 +45,10 @@ def _config(hidden_size: int, intermediate_size: int, num_attention_heads: int) 
     return config
 
 
-def _fill(model: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name in sorted(params):
-            p = params[name]
-            noise = torch.randn(p.shape, generator=generator, dtype=torch.float32)
-            if "embedding" in name:
-                value = noise * 0.5
-            elif "norm" in name and name.endswith("weight"):
-                value = 1.0 + 0.1 * noise
-            elif name.endswith("bias"):
-                value = 0.05 * noise
-            else:  # linear weights: unit-variance outputs keep the activations in a useful range
-                value = noise / math.sqrt(p.shape[-1])
-            p.copy_(value)
-
-
 def _build(model_class: type, shape: dict[str, int]) -> torch.nn.Module:
     config = _config(shape["hidden_size"], shape["intermediate_size"], shape["num_attention_heads"])
     model = model_class(config)
-    _fill(model, shape["seed"])
+    fill_scaled_noise(model, shape["seed"])
     return model.eval()
 
 
