@@ -43,10 +43,6 @@ class Borders:
     def grown_size(self, height: int, width: int) -> tuple[int, int]:
         return height + self.top + self.bottom, width + self.left + self.right
 
-    @property
-    def is_empty(self) -> bool:
-        return self.left == self.top == self.right == self.bottom == 0
-
 
 def _check_image(image: torch.Tensor) -> None:
     if not isinstance(image, torch.Tensor):

@@ -48,9 +48,14 @@ ProgressFn = Callable[[int, int], None]
 InterruptFn = Callable[[], None]
 
 
+def _padded(side: int) -> int:
+    """``side`` rounded up to the network's size multiple (the input is reflect-padded to it)."""
+    return side + (-side) % SIZE_MULTIPLE
+
+
 def auto_tile_size(height: int, width: int) -> int | None:
     """The tile size an "auto" tiling mode should pass for an image: ``None`` (one pass) up to 1024²."""
-    padded = max(height + (-height) % SIZE_MULTIPLE, width + (-width) % SIZE_MULTIPLE)
+    padded = max(_padded(height), _padded(width))
     return DEFAULT_TILE_SIZE if padded > AUTO_TILE_ABOVE else None
 
 
@@ -210,7 +215,7 @@ def restore(
         return out
     noise = torch.randn(n, PRIOR_DIM, generator=torch.Generator().manual_seed(seed % 2**64))
 
-    pad_h, pad_w = height + (-height) % SIZE_MULTIPLE, width + (-width) % SIZE_MULTIPLE
+    pad_h, pad_w = _padded(height), _padded(width)
     tiled = tile_size is not None and max(pad_h, pad_w) > tile_size
     per_item = len(tile_grid(pad_h, pad_w, tile_size, tile_overlap)) if tiled else 1
     total, done = len(todo) * per_item, 0

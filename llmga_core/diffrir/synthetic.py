@@ -21,15 +21,15 @@ import re
 
 import torch
 
-from .network import X1_CONFIG, DiffRIRNet, build_diffrir_x1
-from .prior import linear_schedule
+from .checkpoint import _complete, _expected_shapes
+from .network import DiffRIRNet, build_diffrir_x1
 
 _GAIN_KEY = re.compile(r"(norm[12]\.body\.weight|\.temperature)$")
 
 
 def synthetic_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     """A full 615-key x1 state dict filled by the documented seeded procedure."""
-    shapes = {k: tuple(v.shape) for k, v in build_diffrir_x1().state_dict().items()}
+    shapes = _expected_shapes()
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     for key in sorted(k for k in shapes if not k.startswith("diffusion.")):
@@ -41,14 +41,7 @@ def synthetic_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
             out[key] = 0.1 * t
         else:
             out[key] = t / math.sqrt(t.numel() / shape[0])
-    for key in list(out):
-        if key.startswith("condition."):
-            out["diffusion." + key] = out[key]
-        elif key.startswith("denoise."):
-            out["diffusion.model." + key.removeprefix("denoise.")] = out[key]
-    cfg = X1_CONFIG
-    for name, value in linear_schedule(cfg.timesteps, cfg.linear_start, cfg.linear_end).items():
-        out["diffusion." + name] = value
+    _complete(out, shapes, "synthetic")  # twins and schedule buffers, as a loaded checkpoint gets them
     return {k: out[k] for k in shapes}  # released key order
 
 

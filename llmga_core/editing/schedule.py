@@ -21,6 +21,7 @@ from itertools import pairwise
 import torch
 
 from ..errors import LLMGAInputError
+from ..sd.geometry import LATENT_STEP
 
 SD15_BETA_START = 0.00085
 SD15_BETA_END = 0.012
@@ -145,7 +146,6 @@ def mask_encode_timestep(
     return schedule[min(start, len(schedule) - 1)]
 
 
-LATENT_FACTOR = 8  # SD VAEs downsample by 8
 
 
 def check_image_size(height: int, width: int) -> tuple[int, int]:
@@ -155,9 +155,9 @@ def check_image_size(height: int, width: int) -> tuple[int, int]:
     a multiple of 8 would lose its last rows/columns and come back a different size.
     """
     for name, side in (("height", height), ("width", width)):
-        if isinstance(side, bool) or not isinstance(side, int) or side < LATENT_FACTOR or side % LATENT_FACTOR:
+        if isinstance(side, bool) or not isinstance(side, int) or side < LATENT_STEP or side % LATENT_STEP:
             raise LLMGAInputError(
-                f"Image {name} is {side!r} px; editing needs both sides to be positive multiples of {LATENT_FACTOR}. "
+                f"Image {name} is {side!r} px; editing needs both sides to be positive multiples of {LATENT_STEP}. "
                 "Resize or crop the image first (LLMGA itself center-crops and resizes to 512x512)."
             )
-    return height // LATENT_FACTOR, width // LATENT_FACTOR
+    return height // LATENT_STEP, width // LATENT_STEP

@@ -9,13 +9,17 @@ The old form ``python -m llmga_core.export SRC OUT`` still means ``hf-llava``.
 from __future__ import annotations
 
 import argparse
+import sys
+
+import torch
+
+from .gguf import export_gguf
+from .hf_llava import export_hf_llava
 
 _COMMANDS = ("hf-llava", "gguf")
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] not in _COMMANDS and not args[0].startswith("-"):
         args = ["hf-llava", *args]  # the pre-GGUF command line
@@ -42,18 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     gg.add_argument("--template", default=None, help="LLMGA template name (default: chosen as the loader does)")
     opts = parser.parse_args(args)
     if opts.command == "hf-llava":
-        import torch
-
-        from .hf_llava import export_hf_llava
-
         print(
             export_hf_llava(
                 opts.src, opts.out, dtype=getattr(torch, opts.dtype), target=opts.target, clip_vision=opts.clip_vision
             )
         )
     else:
-        from .gguf import export_gguf
-
         result = export_gguf(opts.src, opts.out, opts.dtype, clip_vision=opts.clip_vision, template=opts.template)
         print(f"model:    {result.model}\nmmproj:   {result.mmproj}\ntemplate: {result.template}")
     return 0

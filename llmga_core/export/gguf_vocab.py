@@ -91,15 +91,15 @@ def _adds_space_prefix(backend: dict[str, Any]) -> bool:
     return '"Metaspace"' in text and '"prepend_scheme": "never"' not in text
 
 
-def _token_table(tokenizer: Any, size: int) -> tuple[list[str], dict[int, Any]]:
-    """Token strings by id (gaps filled with ``[PADn]``) and the added-token records by id."""
+def _token_table(tokenizer: Any, size: int) -> tuple[list[str], dict[int, Any], dict[str, int]]:
+    """Token strings by id (gaps filled with ``[PADn]``), the added-token records by id, and the vocabulary."""
     vocab = tokenizer.get_vocab()
     tokens = [f"[PAD{i}]" for i in range(size)]
     for text, token_id in vocab.items():
         if 0 <= token_id < size:
             tokens[token_id] = text
     added = {int(i): tok for i, tok in tokenizer.added_tokens_decoder.items() if 0 <= int(i) < size}
-    return tokens, added
+    return tokens, added, vocab
 
 
 def vocab_from_tokenizer(tokenizer: Any, size: int, bos_fallback: int | None = None) -> GGUFVocab:
@@ -111,8 +111,9 @@ def vocab_from_tokenizer(tokenizer: Any, size: int, bos_fallback: int | None = N
     backend = json.loads(backend_tok.to_str())
     if backend["model"].get("type") != "BPE":
         raise LLMGAInputError(f"GGUF export supports BPE tokenizers only, not {backend['model'].get('type')}.")
-    tokens, added = _token_table(tokenizer, size)
-    vocab = tokenizer.get_vocab()
+    tokens, added, vocab = _token_table(tokenizer, size)
+    spm = _spm_kind(backend)
+    unk = tokenizer.unk_token
     unused = {i for i, t in enumerate(tokens) if t == f"[PAD{i}]" and vocab.get(t) != i}
     pairs = _merge_pairs(backend["model"])
     types: list[int] = []
@@ -124,9 +125,9 @@ def vocab_from_tokenizer(tokenizer: Any, size: int, bos_fallback: int | None = N
             types.append(gguf.TokenType.CONTROL)
         elif record is not None:
             types.append(gguf.TokenType.USER_DEFINED)
-        elif _spm_kind(backend) and _BYTE_PIECE.fullmatch(text):
+        elif spm and _BYTE_PIECE.fullmatch(text):
             types.append(gguf.TokenType.BYTE)
-        elif text == tokenizer.unk_token:
+        elif text == unk:
             types.append(gguf.TokenType.UNKNOWN)
         else:
             types.append(gguf.TokenType.NORMAL)
@@ -142,7 +143,7 @@ def vocab_from_tokenizer(tokenizer: Any, size: int, bos_fallback: int | None = N
     add_eos = bool(probe) and tokenizer.eos_token_id is not None and probe[-1] == tokenizer.eos_token_id
 
     rstrip = any(tok.rstrip for tok in added.values())
-    if _spm_kind(backend):
+    if spm:
         rank: dict[str, int] = {}
         for n, (left, right) in enumerate(pairs):
             rank.setdefault(left + right, n)

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from ..errors import LLMGAInputError
+from ..mllm.conversation import IMAGE_TOKEN
 from ..mllm.model import LoadedMLLM, load_mllm
 
-IMAGE_TOKEN = "<image>"  # noqa: S105 (a token, not a password)
 PASSTHROUGH_CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 

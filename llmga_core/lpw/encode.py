@@ -73,7 +73,11 @@ class LPWConditioning:
 
 
 def _as_ids(window: Sequence[int]) -> torch.Tensor:
-    return torch.tensor([list(window)], dtype=torch.long)
+    return _as_batch([window])
+
+
+def _as_batch(windows: Sequence[Sequence[int]]) -> torch.Tensor:
+    return torch.tensor([list(w) for w in windows], dtype=torch.long)
 
 
 def _encode_windows(
@@ -81,7 +85,7 @@ def _encode_windows(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """Hidden states of every window, and the pooled vectors (only the first one for a batched encoder)."""
     if isinstance(encode, Batched):
-        hidden_all, first_pooled = encode.fn(torch.tensor([list(w) for w in windows], dtype=torch.long), 0)
+        hidden_all, first_pooled = encode.fn(_as_batch(windows), 0)
         return list(hidden_all.split(1, dim=0)), [first_pooled]
     hidden, pooled = [], []
     for window in windows:
@@ -225,9 +229,7 @@ def encode_sdxl(
         windows_g = chunk_windows(pad_to_chunks(ids_g, chunks, special_g), special_g)
         hidden, pooled = [], None
         if isinstance(encode_pair, Batched):
-            batch_l = torch.tensor([list(w) for w in windows_l], dtype=torch.long)
-            batch_g = torch.tensor([list(w) for w in windows_g], dtype=torch.long)
-            hidden_all, pooled = encode_pair.fn(batch_l, batch_g, len(windows_l) - 1)
+            hidden_all, pooled = encode_pair.fn(_as_batch(windows_l), _as_batch(windows_g), len(windows_l) - 1)
             return join_trimmed(list(hidden_all.split(1, dim=0))), pooled
         for window_l, window_g in zip(windows_l, windows_g, strict=True):
             h, pooled = encode_pair(_as_ids(window_l), _as_ids(window_g))

@@ -25,7 +25,6 @@ CHUNK_BODY = CHUNK_LENGTH - 2
 
 # Default chunk caps of the original call sites.
 SD15_T2I_MAX_CHUNKS = 3  # diffusers community ``lpw_stable_diffusion`` (LLMGA's SD1.5 T2I CLIs)
-SD15_INPAINT_MAX_CHUNKS = 4  # LLMGA's vendored inpainting and editing LPW pipelines
 SD15_TRAINING_MAX_CHUNKS = 4  # ``get_text_index`` default, used by SD1.5 fine-tuning
 SDXL_MAX_CHUNKS = 4  # ``get_text_index`` default, used by SDXL inference and training
 

@@ -139,6 +139,7 @@ class _TokenWatcher:
     ) -> None:
         self.tokenizer = tokenizer
         self.stop_strings = [s for s in stop_strings if s]
+        self.longest_stop = max((len(s) for s in self.stop_strings), default=0)
         self.on_token = on_token
         self.eos_ids = set(eos_ids)
         self.start = start
@@ -159,8 +160,7 @@ class _TokenWatcher:
             self.on_token(token, self.text)
         done = False
         if self.stop_strings and token not in self.eos_ids:
-            longest = max(len(s) for s in self.stop_strings)
-            tail = self.text[max(0, previous - longest) :]
+            tail = self.text[max(0, previous - self.longest_stop) :]
             if any(s in tail for s in self.stop_strings):
                 self.stopped_by_string = done = True
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
@@ -210,7 +210,7 @@ def generate_reply(
         )
     total = time.perf_counter() - start
     ids = [int(t) for t in out[0, -len(watcher.ids) :]] if watcher.ids else []
-    eos = set(_eos_ids(gen_cfg))
+    eos = watcher.eos_ids
     if watcher.stopped_by_string:
         reason = "stop_string"
     elif ids and ids[-1] in eos:

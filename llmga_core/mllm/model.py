@@ -191,19 +191,14 @@ def _resolve_vision(
     vision = _clean_vision_keys(vision)
     source = "checkpoint"
     if not vision:
-        if clip_vision is not None:
-            cfg_found, vision = _vision_from_folder(Path(clip_vision))
-            cfg = cfg_found or cfg
-            source = str(clip_vision)
-        elif local.exists():
-            cfg_found, vision = _vision_from_folder(local)
-            cfg = cfg_found or cfg
-            source = str(local)
-        else:
+        source = str(clip_vision) if clip_vision is not None else str(local) if local.exists() else ""
+        if not source:
             raise LLMGAInputError(
                 f"{folder.name} has no vision tower weights (model.vision_tower.vision_tower.vision_model.*) and "
                 f"its mm_vision_tower {tower!r} is not a local folder. {_VISION_HELP}"
             )
+        cfg_found, vision = _vision_from_folder(Path(source))
+        cfg = cfg_found or cfg
     if cfg is None:
         cfg = vision_config_from_weights(vision, base)
     else:
@@ -424,7 +419,7 @@ def load_mllm(
     try:
         llm = _load_llm(folder, llm_state, dtype)
         del llm_state
-        tokenizer = load_tokenizer(folder)
+        tokenizer = load_tokenizer(folder, llm.config)  # the config _load_llm already built
         if len(tokenizer) != llm.get_input_embeddings().weight.shape[0]:
             # LLMGA's builder resizes to len(tokenizer); for Qwen2/Phi-3 this drops untrained padding rows,
             # which changes the softmax over the vocabulary (spec §1.3).

@@ -20,15 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..mllm.generate import GenerationResult
-from .endpoint import LLAMA_CPP, Endpoint
+from ..mllm.generate import GenerationResult, TokenCallback
+from .endpoint import DEFAULT_API_KEY_ENV, LLAMA_CPP, Endpoint
 from .errors import RemoteCancelled, RemoteMLLMError
 from .requests_body import completion_request, openai_chat_request
 from .sse import sse_data
 
 __all__ = ["RemoteMLLM"]
 
-TokenCallback = Callable[[int, str], None]
 POLL_S = 0.05  # how often the watcher looks at should_stop
 _ERROR_BODY_CHARS = 300
 _LLAMA_STOP = {"eos": "eos", "word": "stop_string", "limit": "max_new_tokens"}
@@ -325,7 +324,7 @@ def _status_message(status: int, where: str, path: str, body: str) -> str:
     if status in (401, 403):
         hint = (
             "it refused the API key: put the key in the environment variable the node names (default "
-            "LLMGA_REMOTE_API_KEY) in the environment ComfyUI runs in, and restart ComfyUI."
+            f"{DEFAULT_API_KEY_ENV}) in the environment ComfyUI runs in, and restart ComfyUI."
         )
     elif status == 404:
         hint = (

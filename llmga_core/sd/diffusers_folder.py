@@ -20,6 +20,7 @@ PREFERENCES: tuple[Precision, ...] = ("full", "fp16")
 _SUPPORTED = "LLMGA's SD1.5 or SDXL models (text-to-image with a 4-channel UNet, inpainting with a 9-channel one)"
 _UNET_STEMS = ("diffusion_pytorch_model",)
 _TEXT_STEMS = ("model", "pytorch_model")
+FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class SDFolder:
 
     @property
     def kind(self) -> str:
-        family = {"sd15": "SD1.5", "sdxl": "SDXL"}[self.family]
+        family = FAMILY_NAMES[self.family]
         return f"{family} {'inpainting (9-channel)' if self.inpaint else 'text-to-image (4-channel)'}"
 
 
@@ -104,7 +105,7 @@ def _found(path: Path) -> str:
 def _heads_per_block(config: dict[str, Any]) -> list[int]:
     blocks = len(config["block_out_channels"])
     heads = config.get("num_attention_heads") or config.get("attention_head_dim", 8)
-    return list(heads) if isinstance(heads, list | tuple) else [int(heads)] * blocks
+    return _per_block(heads, blocks)
 
 
 def _family(path: Path, config: dict[str, Any]) -> Literal["sd15", "sdxl"]:
@@ -151,7 +152,7 @@ def inspect_folder(path: Path, prefer: Precision = "full") -> SDFolder:
     family = _family(path, config)
     in_channels = int(config.get("in_channels", 4))
     if in_channels not in (4, 9):
-        name = {"sd15": "SD1.5", "sdxl": "SDXL"}[family]
+        name = FAMILY_NAMES[family]
         what = " (an InstructPix2Pix model?)" if in_channels == 8 else ""
         raise LLMGAInputError(
             f"{path.name} holds an {name} UNet with {in_channels} input channels{what}; this loader reads {_SUPPORTED}."
