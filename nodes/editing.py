@@ -228,11 +228,12 @@ class EditSampler(comfy.samplers.Sampler):
         return result.latent
 
 
-def chain_sigmas(model: Any, steps: int, skip: float) -> torch.Tensor:
-    """σ of the edit's timesteps plus the final 0: what ComfyUI patches see as ``sample_sigmas``."""
+def edit_schedule(model: Any, steps: int, skip: float) -> tuple[list[int], torch.Tensor]:
+    """The edit's timesteps, and their σ plus the final 0 (what ComfyUI patches see as ``sample_sigmas``)."""
     sigmas = model.get_model_object("model_sampling").sigmas
     timesteps = edit_timesteps(steps, skip, int(sigmas.numel()))
-    return torch.cat([sigmas[timesteps].float().cpu(), torch.zeros(1)])
+    return timesteps, torch.cat([sigmas[timesteps].float().cpu(), torch.zeros(1)])
+
 
 
 def edit_latent(
@@ -244,7 +245,7 @@ def edit_latent(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Edit a VAE latent (ComfyUI's latent space, as VAEEncode gives it): (edited latent, latent-size mask)."""
     check_edit_model(model)
-    sigmas = chain_sigmas(model, settings.steps, settings.skip)
+    _, sigmas = edit_schedule(model, settings.steps, settings.skip)
     sampler = EditSampler(settings, progress)
     guider = EditGuider(model, conds)
     out = guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, disable_pbar=True, seed=settings.seed)
@@ -509,8 +510,7 @@ class LLMGAEditInversion(io.ComfyNode):
             samples = latent["samples"]
             if samples.ndim != 4:
                 raise LLMGAInputError(f"the latent has shape {list(samples.shape)}; invert an image latent.")
-            sigmas = chain_sigmas(model, steps, skip)
-            timesteps = edit_timesteps(steps, skip, int(model.get_model_object("model_sampling").sigmas.numel()))
+            timesteps, sigmas = edit_schedule(model, steps, skip)
             conds = stage_conditionings(source, source, negative)
             sampler = InversionSampler(seed, timesteps, source_cfg)
             guider = EditGuider(model, {k: conds[k] for k in ("source", "inversion_negative")})

@@ -94,6 +94,7 @@ class Prepared:
     noise_mask: torch.Tensor | None
     box: Box
     start_step: int
+    binary: torch.Tensor  # the checked, binarised mask (the node's mask output)
 
 
 def prepare(
@@ -120,7 +121,7 @@ def prepare(
     start_step = steps - steps_to_run(steps, strength)
 
     if not is_inpaint_model(model):  # 4-channel: img2img with the unmasked area kept at every step
-        return Prepared(positive, negative, vae.encode(pixels), region[:, None], box, start_step)
+        return Prepared(positive, negative, vae.encode(pixels), region[:, None], box, start_step, binary)
     keep = (1.0 - region)[..., None]
     masked = (pixels - 0.5) * keep + 0.5  # the hole is mid-grey, 0 in [-1, 1] as in LLMGA's pipelines
     concat = {"concat_latent_image": vae.encode(masked), "concat_mask": region[:, None]}
@@ -128,7 +129,7 @@ def prepare(
     negative = node_helpers.conditioning_set_values(negative, concat)
     # At full strength LLMGA starts from pure noise; below it, from the noised picture.
     latent = vae.encode(pixels) if start_step > 0 else torch.zeros_like(concat["concat_latent_image"])
-    return Prepared(positive, negative, latent, None, box, start_step)
+    return Prepared(positive, negative, latent, None, box, start_step, binary)
 
 
 def sample_latents(
@@ -291,9 +292,8 @@ class LLMGAInpaintSampler(io.ComfyNode):
             prepared = prepare(
                 model, positive, negative, vae, image, mask, steps, strength, resolution, size, crop_context
             )
-            binary = check_inputs(image, mask)
         samples = sample_latents(model, prepared, seed, steps, cfg, sampler_name, scheduler)
-        return io.NodeOutput(finish(vae, samples, image, prepared), runtime.intermediate(binary))
+        return io.NodeOutput(finish(vae, samples, image, prepared), runtime.intermediate(prepared.binary))
 
 
 NODES: list[type[io.ComfyNode]] = [LLMGAInpaintSampler]

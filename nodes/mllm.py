@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
 from . import runtime
 from ._errors import LLMGANodeError, user_errors
 from ._inputs import precision_input, seed_input
-from .model_folders import MLLM, list_model_dirs
+from .model_folders import MLLM, find_model_dir, list_model_dirs
 
 MLLMSocket = io.Custom("LLMGA_MLLM")
 ConversationSocket = io.Custom("LLMGA_CONVERSATION")
@@ -109,11 +108,9 @@ class AnyMLLMHandle(Protocol):
 
 def _model_folder(name: str) -> str:
     """The folder for ``name``, confined to the registered llmga_mllm folders (one plain folder name)."""
-    plain = name not in ("", ".", "..") and os.path.basename(name) == name and "/" not in name and "\\" not in name
-    for root in folder_paths.get_folder_paths(MLLM) if plain else ():
-        candidate = os.path.join(root, name)
-        if os.path.isdir(candidate):  # a user's symlinked model folder is fine: the name itself is confined
-            return candidate
+    found = find_model_dir(MLLM, name)
+    if found is not None:
+        return found
     raise LLMGANodeError(
         f"LLMGA MLLM Loader: no model folder {name!r}. Put the LLMGA folder (config.json, *.safetensors, "
         "tokenizer files) in ComfyUI/models/llmga/mllm/, e.g. with `python -m llmga_core.download "

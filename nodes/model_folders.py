@@ -28,13 +28,31 @@ def register() -> None:
         folder_paths.folder_names_and_paths[name] = (paths, extensions)
 
 
-def list_model_dirs(name: str, marker: str = "config.json") -> list[str]:
-    """Sub-folders (one level) of every path of ``name`` that contain ``marker``, sorted and unique."""
+def list_model_dirs(name: str, markers: str | tuple[str, ...] = "config.json") -> list[str]:
+    """Sub-folders (one level) of every path of ``name`` that contain one of ``markers``, sorted and unique."""
+    wanted = (markers,) if isinstance(markers, str) else markers
     found: set[str] = set()
     for root in folder_paths.get_folder_paths(name):
         if not os.path.isdir(root):
             continue
         for entry in os.scandir(root):
-            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, marker)):
+            if entry.is_dir() and any(os.path.isfile(os.path.join(entry.path, m)) for m in wanted):
                 found.add(entry.name)
     return sorted(found)
+
+
+def is_plain_name(name: str) -> bool:
+    """One folder name: no separators, not '.' or '..' (what a model combo may hold)."""
+    return name not in ("", ".", "..") and os.path.basename(name) == name and "/" not in name and "\\" not in name
+
+
+def find_model_dir(folder_type: str, name: str) -> str | None:
+    """The first registered ``folder_type`` path holding a folder ``name`` (a plain name only), else None.
+    A user's symlinked model folder is fine: the name itself is confined."""
+    if not is_plain_name(name):
+        return None
+    for root in folder_paths.get_folder_paths(folder_type):
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate):
+            return candidate
+    return None

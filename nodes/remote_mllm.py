@@ -14,9 +14,8 @@ import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
 from ..llmga_core.errors import LLMGAInputError
-from ..llmga_core.mllm import TEMPLATE_NAMES, ClipPreprocessConfig, MLLMImage, clip_resize_crop, get_template
+from ..llmga_core.mllm import TEMPLATE_NAMES, ClipPreprocessConfig, MLLMImage, clip_resize_crop, select_template
 from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings
-from ..llmga_core.mllm.templates import template_from_folder_name
 from ..llmga_core.remote import (
     DEFAULT_API_KEY_ENV,
     RemoteCancelled,
@@ -70,12 +69,6 @@ class RemoteMLLMHandle:
         except RemoteCancelled:
             runtime.check_interrupt()  # raises ComfyUI's interrupt
             raise LLMGANodeError("LLMGA Remote MLLM: the request was cancelled.") from None
-
-
-def _template(choice: str, model: str) -> tuple[str, str]:
-    if choice != "auto":
-        return get_template(choice).name, "chosen on the node"
-    return template_from_folder_name(model), f"from the model name {model!r}, as LLMGA picks it from folder names"
 
 
 class LLMGARemoteMLLM(io.ComfyNode):
@@ -159,7 +152,7 @@ class LLMGARemoteMLLM(io.ComfyNode):
             if engine not in ENGINE_CHOICES:
                 raise LLMGAInputError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINE_CHOICES)}.")
             checked = parse_endpoint(endpoint, ENGINE_CHOICES[engine], model, timeout_s, api_key_from_env(api_key_env))
-            name, reason = _template(template, checked.model)
+            choice = select_template(model_name=checked.model, override=template)  # auto: LLMGA's name rule
             client = RemoteMLLM(checked)
             try:  # a wrong URL, engine, key or model shows here, not in the first turn
                 client.check_model(mm.processing_interrupted)
@@ -167,8 +160,10 @@ class LLMGARemoteMLLM(io.ComfyNode):
                 runtime.check_interrupt()
                 raise
         preprocess = ClipPreprocessConfig(shortest_edge=image_size, crop_height=image_size, crop_width=image_size)
-        handle = RemoteMLLMHandle(client, name, reason, preprocess)
-        return io.NodeOutput(handle, ui=ui.PreviewText(f"{checked.model} at {checked.base_url}: template {name}"))
+        handle = RemoteMLLMHandle(client, choice.name, choice.reason, preprocess)
+        return io.NodeOutput(
+            handle, ui=ui.PreviewText(f"{checked.model} at {checked.base_url}: template {choice.name}")
+        )
 
 
 NODES: list[type[io.ComfyNode]] = [LLMGARemoteMLLM]

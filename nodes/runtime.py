@@ -17,14 +17,6 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class ModuleHolder(torch.nn.Module):
-    """Plain container: ModelPatcher sets ``.device`` on its model, which HF models expose read-only."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-
 def managed(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
     """Hand a CPU-resident module to ComfyUI's memory manager."""
     return comfy.model_patcher.ModelPatcher(

@@ -22,6 +22,7 @@ from comfy_api.latest import io
 from ..llmga_core.errors import LLMGAInputError
 from ..llmga_core.sd import SDFolder, WeightFiles, inspect_folder, ldm_unet_config
 from ._errors import user_errors
+from .model_folders import find_model_dir, is_plain_name, list_model_dirs
 
 FOLDER_TYPE = "diffusers"  # ComfyUI's own models/diffusers (extra_model_paths.yaml key: diffusers)
 MARKERS = ("model_index.json", os.path.join("unet", "config.json"))
@@ -31,24 +32,16 @@ _TITLE = "LLMGA Checkpoint Loader"
 
 def list_folders() -> list[str]:
     """Model folders (one level deep) in every ``diffusers`` path that look like diffusers pipelines."""
-    found: set[str] = set()
-    for root in folder_paths.get_folder_paths(FOLDER_TYPE):
-        if not os.path.isdir(root):
-            continue
-        for entry in os.scandir(root):
-            if entry.is_dir() and any(os.path.isfile(os.path.join(entry.path, m)) for m in MARKERS):
-                found.add(entry.name)
-    return sorted(found)
+    return list_model_dirs(FOLDER_TYPE, MARKERS)
 
 
 def resolve_folder(name: str) -> Path:
     """The folder ``name`` inside a registered diffusers path; nothing outside them is ever opened."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name != os.path.basename(name):
+    if not is_plain_name(name):
         raise LLMGAInputError(f"{name!r} is not a folder name; pick one of the folders in models/diffusers.")
-    for root in folder_paths.get_folder_paths(FOLDER_TYPE):
-        candidate = Path(os.path.abspath(os.path.join(root, name)))
-        if candidate.parent == Path(os.path.abspath(root)) and candidate.is_dir():
-            return candidate
+    found = find_model_dir(FOLDER_TYPE, name)
+    if found is not None:
+        return Path(os.path.abspath(found))
     raise LLMGAInputError(
         f"no folder {name!r} in models/diffusers; put LLMGA's SD folder (e.g. llmga-sd15-inpainting-v2) there."
     )
