@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import write_result  # noqa: E402
+from tests.harness.host import comfyui_location  # noqa: E402
 
 PARTIAL = "PARTIAL "
 # Share of the budget per section (of what is left when it starts), from expected cost on an H100:
@@ -44,13 +45,6 @@ PARTIAL = "PARTIAL "
 SHARES = {"mllm": 0.30, "unet": 0.42, "diffrir": 0.10, "edit": 0.18}
 CHILD_STARTUP_S = 15.0  # importing torch/ComfyUI before a section's own clock starts
 MIN_SECTION_S = 20.0
-
-
-def comfy_dir() -> Path:
-    if os.environ.get("COMFYUI_PATH"):
-        return Path(os.environ["COMFYUI_PATH"]).resolve()
-    recorded = REPO / ".cache" / "comfyui_path"
-    return Path(recorded.read_text().strip()) if recorded.exists() else REPO / ".cache" / "host" / "ComfyUI"
 
 
 def run_child(section: str, smoke: bool, seconds: float) -> tuple[dict | None, str]:
@@ -97,7 +91,7 @@ def child(section: str, smoke: bool, budget: float) -> None:
         raise SystemExit(f"no CUDA device visible to torch {torch.__version__} (CUDA {torch.version.cuda})")
     if smoke:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
-    ctx = Context(smoke=smoke, device=device, deadline=time.monotonic() + budget, comfy_dir=comfy_dir())
+    ctx = Context(smoke=smoke, device=device, deadline=time.monotonic() + budget, comfy_dir=comfyui_location())
     emit(SECTIONS[section](ctx))
 
 

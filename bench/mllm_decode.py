@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.gpu_models import qwen_tokenizer_dir  # noqa: E402
+from tests.harness.host import comfyui_dir  # noqa: E402
+
 FOLDER_NAME = "llmga-Qwen2-0.5B-full-finetune"
 QWEN2_05B = {
     "architectures": ["LlavaQwen2ForCausalLM"],
@@ -86,12 +89,6 @@ def _text_fields() -> dict:
     return {k: v for k, v in QWEN2_05B.items() if not k.startswith("mm_") and k not in skip}
 
 
-def _comfy_tokenizer() -> Path:
-    marker = REPO / ".cache" / "comfyui_path"
-    root = Path(os.environ.get("COMFYUI_PATH") or marker.read_text(encoding="utf-8").strip())
-    return root / "comfy" / "text_encoders" / "qwen25_tokenizer"
-
-
 def build_folder(workdir: Path) -> Path:
     """Write the random-weight folder once (bf16 safetensors, 2 shards + index)."""
     import torch
@@ -105,7 +102,7 @@ def build_folder(workdir: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
-        shutil.copy2(_comfy_tokenizer() / name, tmp / name)
+        shutil.copy2(qwen_tokenizer_dir(comfyui_dir()) / name, tmp / name)
     torch.manual_seed(0)
     text_fields = _text_fields()
     lm = Qwen2ForCausalLM(Qwen2Config(**text_fields)).to(torch.bfloat16)

@@ -13,13 +13,18 @@ TINY_SD_VERSION = "1"
 TINY_SDXL_VERSION = "1"
 
 
-def comfyui_dir() -> Path:
-    """COMFYUI_PATH if set, else the 0.30.0 tree that scripts/setup_host.sh extracted."""
+def comfyui_location() -> Path:
+    """Where the ComfyUI tree should be: COMFYUI_PATH if set, else the 0.30.0 tree that
+    scripts/setup_host.sh extracted (not checked)."""
     if os.environ.get("COMFYUI_PATH"):
-        path = Path(os.environ["COMFYUI_PATH"]).resolve()
-    else:
-        recorded = REPO_ROOT / ".cache" / "comfyui_path"
-        path = Path(recorded.read_text().strip()) if recorded.exists() else REPO_ROOT / ".cache" / "host" / "ComfyUI"
+        return Path(os.environ["COMFYUI_PATH"]).resolve()
+    recorded = REPO_ROOT / ".cache" / "comfyui_path"
+    return Path(recorded.read_text().strip()) if recorded.exists() else REPO_ROOT / ".cache" / "host" / "ComfyUI"
+
+
+def comfyui_dir() -> Path:
+    """:func:`comfyui_location`, checked to hold a ComfyUI tree."""
+    path = comfyui_location()
     if not (path / "main.py").is_file():
         raise RuntimeError(f"No ComfyUI at {path}: run `make setup` (or set COMFYUI_PATH to a ComfyUI checkout).")
     return path
