@@ -99,7 +99,7 @@ class LLMGADiffRIRRestore(io.ComfyNode):
                     step=32,
                     tooltip="Tile side in pixels when tiling (multiple of 32).",
                 ),
-                precision_input("Compute precision. auto: fp16 on GPUs that handle it, fp32 on CPU."),
+                precision_input(),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="The restored image, composited.")],
         )
