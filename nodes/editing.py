@@ -182,6 +182,12 @@ class EditSettings:
     mask: torch.Tensor | None = None  # [B|1, 1, h, w] at latent resolution; None: DiffEdit mask
 
 
+def _denoiser_and_alphas(model_wrap: Any, extra_args: dict) -> tuple[Any, torch.Tensor]:
+    """Inside a ComfyUI ``Sampler.sample``: the ε-denoiser over the guider's conds, and ᾱ of the model."""
+    model = model_wrap.inner_model
+    return comfy_denoiser(model, model_wrap.conds, extra_args["model_options"]), alphas_cumprod_of(model.model_sampling)
+
+
 class EditSampler(comfy.samplers.Sampler):
     """The whole edit (mask, inversion, masked sampling) as one ComfyUI ``Sampler`` run.
 
@@ -206,15 +212,14 @@ class EditSampler(comfy.samplers.Sampler):
         disable_pbar: bool = False,
     ) -> torch.Tensor:
         s = self.settings
-        model = model_wrap.inner_model
-        denoiser = comfy_denoiser(model, model_wrap.conds, extra_args["model_options"])
+        denoiser, alphas = _denoiser_and_alphas(model_wrap, extra_args)
         x0 = latent_image.to(torch.float32)
         mask = None if s.mask is None else s.mask.to(x0.device)
         result = edit(
             denoiser,
             x0,
             STAGE_CONDS,
-            alphas_cumprod_of(model.model_sampling),
+            alphas,
             torch.Generator("cpu").manual_seed(s.seed),
             steps=s.steps,
             skip=s.skip,
@@ -431,15 +436,14 @@ class InversionSampler(comfy.samplers.Sampler):
         denoise_mask: torch.Tensor | None = None,
         disable_pbar: bool = False,
     ) -> torch.Tensor:
-        model = model_wrap.inner_model
-        n = len(self.timesteps)
-        progress = runtime.progress_callback(n)
+        denoiser, alphas = _denoiser_and_alphas(model_wrap, extra_args)
+        progress = runtime.progress_callback(len(self.timesteps))
         inversion = invert(
-            comfy_denoiser(model, model_wrap.conds, extra_args["model_options"]),
+            denoiser,
             latent_image.to(torch.float32),
             STAGE_CONDS.source,
             STAGE_CONDS.inversion_uncond,
-            alphas_cumprod_of(model.model_sampling),
+            alphas,
             self.timesteps,
             torch.Generator("cpu").manual_seed(self.seed),
             source_cfg=self.source_cfg,

@@ -8,6 +8,8 @@ the last bit on CPU; the bound asserted is the brief's 1e-4.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -64,28 +66,34 @@ def test_golden_masks_are_informative(golden: Golden) -> None:
     assert 0.2 < fraction < 0.8
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_inversion_and_sampling_match_original(
-    golden: Golden, single: Denoiser, batched: Denoiser, alphas: torch.Tensor, config: str
-) -> None:
-    cfg = golden.configs[config]
-    timesteps = edit_timesteps(cfg["steps"], cfg["skip"])
-    inversion = invert(
-        single,
+def invert_golden(
+    golden: Golden, config: str, denoiser: Denoiser, alphas: torch.Tensor, timesteps: list[int], **kw: Any
+) -> Any:
+    """Our inversion of the golden case's x0 with its conditionings and noise seed."""
+    return invert(
+        denoiser,
         golden.get(config, "x0"),
         golden.get(config, "inversion_source_cond"),
         golden.get(config, "inversion_uncond"),
         alphas,
         timesteps,
-        generator(cfg["inversion_seed"]),
-        source_cfg=cfg["src_cfg"],
+        generator(golden.configs[config]["inversion_seed"]),
+        **kw,
     )
-    # original: zs in descending-t order, xts ascending [x0, x_1, ..., x_749]
-    assert (inversion.zs - golden.get(config, "zs")).abs().max() <= TOL
-    assert (inversion.xts.flip(0) - golden.get(config, "xts")).abs().max() <= TOL
 
-    edited = sample(
-        batched,
+
+def sample_golden(
+    golden: Golden,
+    config: str,
+    denoiser: Denoiser,
+    inversion: Any,
+    alphas: torch.Tensor,
+    timesteps: list[int],
+    **kw: Any,
+) -> torch.Tensor:
+    """Our masked edit from an inversion with the golden case's target conditioning and mask."""
+    return sample(
+        denoiser,
         inversion.start,
         inversion.zs,
         timesteps,
@@ -93,8 +101,22 @@ def test_inversion_and_sampling_match_original(
         golden.get(config, "sampling_uncond"),
         alphas,
         golden.get(config, "mask"),
-        target_cfg=cfg["tar_cfg"],
+        **kw,
     )
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_inversion_and_sampling_match_original(
+    golden: Golden, single: Denoiser, batched: Denoiser, alphas: torch.Tensor, config: str
+) -> None:
+    cfg = golden.configs[config]
+    timesteps = edit_timesteps(cfg["steps"], cfg["skip"])
+    inversion = invert_golden(golden, config, single, alphas, timesteps, source_cfg=cfg["src_cfg"])
+    # original: zs in descending-t order, xts ascending [x0, x_1, ..., x_749]
+    assert (inversion.zs - golden.get(config, "zs")).abs().max() <= TOL
+    assert (inversion.xts.flip(0) - golden.get(config, "xts")).abs().max() <= TOL
+
+    edited = sample_golden(golden, config, batched, inversion, alphas, timesteps, target_cfg=cfg["tar_cfg"])
     expected = golden.get(config, "edited_latent")
     assert (edited - expected).abs().max() <= TOL
     # and the edit really changed the latent (the comparison above is not trivially satisfied)
@@ -106,23 +128,6 @@ def test_batched_inversion_stays_close(golden: Golden, batched: Denoiser, alphas
     config = "s20_skip36"
     cfg = golden.configs[config]
     timesteps = edit_timesteps(cfg["steps"], cfg["skip"])
-    inversion = invert(
-        batched,
-        golden.get(config, "x0"),
-        golden.get(config, "inversion_source_cond"),
-        golden.get(config, "inversion_uncond"),
-        alphas,
-        timesteps,
-        generator(cfg["inversion_seed"]),
-    )
-    edited = sample(
-        batched,
-        inversion.start,
-        inversion.zs,
-        timesteps,
-        golden.get(config, "sampling_target_cond"),
-        golden.get(config, "sampling_uncond"),
-        alphas,
-        golden.get(config, "mask"),
-    )
+    inversion = invert_golden(golden, config, batched, alphas, timesteps)
+    edited = sample_golden(golden, config, batched, inversion, alphas, timesteps)
     assert (edited - golden.get(config, "edited_latent")).abs().max() <= 1e-3
