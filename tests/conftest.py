@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.fixtures.host_models import host_models
 from tests.harness.client import ComfyClient
@@ -16,6 +18,19 @@ from tests.harness.server import ComfyServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "artifacts"
+
+# Torch threads of the test process (tests/README.md, "Parity tolerances": the parity bounds hold for any
+# count; run with LLMGA_TEST_THREADS=4 to check). One by default: the tiny models are latency-bound, and on a
+# busy or 2-core machine two OpenMP threads per process spin against each other (a tiny CLIP encode: 0.17 s
+# with 1 thread, 1.9 s with 2 at load 16), and pytest-xdist already gives each worker a core.
+TEST_THREADS_ENV = "LLMGA_TEST_THREADS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's deterministic settings, set once for every tier."""
+    torch.set_num_threads(int(os.environ.get(TEST_THREADS_ENV, "1")))
+    # CPU kernels are deterministic already; this makes a nondeterministic one (on an accelerator) say so.
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 @pytest.fixture(scope="session")

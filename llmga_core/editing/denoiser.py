@@ -84,6 +84,11 @@ class Hooks:
 
 
 def noise_like(x: torch.Tensor, shape: Sequence[int], generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device (so a seed gives the same noise on any host)."""
+    """Standard normal noise drawn in float32 on the generator's device, then moved to ``x``'s device and dtype.
+
+    A seed gives the same noise on any host and in any precision (a float64 run reuses the float32 draws the
+    original made, which is what the parity tests' float64 reference needs).
+    """
     device = generator.device if generator is not None else x.device
-    return torch.randn(tuple(shape), generator=generator, device=device, dtype=x.dtype).to(x.device)
+    noise = torch.randn(tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    return noise.to(device=x.device, dtype=x.dtype)

@@ -98,15 +98,17 @@ def _encode_windows(
 def renormalised_weighting(hidden: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
     """Multiply each token's output by its weight, then rescale to the unweighted mean.
 
-    The mean runs over tokens *and* channels of the whole sequence, in fp32, as in the SD1.5 LPW
+    The mean runs over tokens *and* channels of the whole sequence, in fp32 or wider, as in the SD1.5 LPW
     pipelines. All-1 weights return ``hidden`` itself (the original's arithmetic is exact there too).
     """
     if all(w == 1.0 for w in weights):
         return hidden
     w = torch.tensor(list(weights), dtype=hidden.dtype, device=hidden.device).reshape(1, -1, 1)
-    previous_mean = hidden.float().mean(dim=(-2, -1)).to(hidden.dtype)
+    # At least fp32 (the original's .float() lifts fp16 encoders); a float64 encoder keeps its precision.
+    mean_dtype = torch.promote_types(hidden.dtype, torch.float32)
+    previous_mean = hidden.to(mean_dtype).mean(dim=(-2, -1)).to(hidden.dtype)
     weighted = hidden * w
-    current_mean = weighted.float().mean(dim=(-2, -1)).to(hidden.dtype)
+    current_mean = weighted.to(mean_dtype).mean(dim=(-2, -1)).to(hidden.dtype)
     out = weighted * (previous_mean / current_mean).reshape(-1, 1, 1)
     if not torch.isfinite(out).all() and torch.isfinite(hidden).all():
         raise LLMGAInputError(

@@ -15,19 +15,6 @@ GOLDEN_DIR = Path(__file__).resolve().parents[2] / "golden" / "diffrir"
 WEIGHT_SEED = 20240115  # the seed the golden outputs were produced with (PROVENANCE.md)
 
 
-@pytest.fixture(autouse=True, scope="package")
-def _one_torch_thread():
-    """Run this tier's many tiny forwards single-threaded, then restore the setting.
-
-    On a shared 2-core machine, 2 OpenMP threads per process spin against other processes: a 128²
-    forward measured 8.3 CPU-s with 2 threads vs 0.47 CPU-s with 1 (load average ~8).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def net() -> DiffRIRNet:
     """Shared, read-only: tests must not modify it (use ``fresh_net`` to patch methods)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,18 @@ from tests.core.editing.tiny_models import tiny_unet, unet_eps, unet_eps_batch
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "golden" / "editing"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The tiny UNet is overhead-bound: on a shared 2-core box extra threads make it ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def unet() -> torch.nn.Module:
     model = tiny_unet()
     # The original's invert() switches the UNet to the plain attention processor, and the sampling keeps it.
     model.set_attn_processor(AttnProcessor())
     return model
+
+
+@pytest.fixture(scope="session")
+def unet64(unet: torch.nn.Module) -> torch.nn.Module:
+    """The same UNet in float64: the parity tests' machine-independent reference (tests/tolerances.py)."""
+    return copy.deepcopy(unet).double()
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +49,16 @@ def batched(unet: torch.nn.Module) -> Denoiser:
     return Denoiser(unet_eps(unet), unet_eps_batch(unet))
 
 
+@pytest.fixture(scope="session")
+def single64(unet64: torch.nn.Module) -> Denoiser:
+    return Denoiser(unet_eps(unet64))
+
+
+@pytest.fixture(scope="session")
+def batched64(unet64: torch.nn.Module) -> Denoiser:
+    return Denoiser(unet_eps(unet64), unet_eps_batch(unet64))
+
+
 class Golden:
     def __init__(self) -> None:
         info = json.loads((GOLDEN_DIR / "edit_parity.json").read_text(encoding="utf-8"))
@@ -59,8 +66,8 @@ class Golden:
         self.configs: dict[str, dict[str, Any]] = info["configs"]
         self.tensors = load_file(str(GOLDEN_DIR / "edit_parity.safetensors"))
 
-    def get(self, config: str, name: str) -> torch.Tensor:
-        return self.tensors[f"{config}.{name}"]
+    def get(self, config: str, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self.tensors[f"{config}.{name}"].to(dtype)
 
 
 @pytest.fixture(scope="session")
