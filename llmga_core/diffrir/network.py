@@ -227,8 +227,10 @@ class RestorationUNet(nn.Module):
         self.refinement = _stage(cfg.num_refinement_blocks, d * 2, hd[0], ex)
         self.tail = nn.Sequential(
             nn.Sequential(
-                nn.Conv2d(d * 2, d * 8, 3, padding=1), nn.PixelShuffle(2),
-                nn.Conv2d(d * 2, d * 8, 3, padding=1), nn.PixelShuffle(2),
+                nn.Conv2d(d * 2, d * 8, 3, padding=1),
+                nn.PixelShuffle(2),
+                nn.Conv2d(d * 2, d * 8, 3, padding=1),
+                nn.PixelShuffle(2),
             ),
             nn.Conv2d(d * 2, 3, 3, padding=1),
         )
@@ -251,7 +253,8 @@ class _ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
 
@@ -267,16 +270,22 @@ class ConditionEncoder(nn.Module):
         f = cfg.dim
         self.pixel_unshuffle = nn.PixelUnshuffle(UNSHUFFLE)
         self.E = nn.Sequential(
-            nn.Conv2d(INPUT_CHANNELS * UNSHUFFLE**2, f, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(INPUT_CHANNELS * UNSHUFFLE**2, f, 3, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
             *[_ResBlock(f) for _ in range(cfg.n_encoder_res)],
-            nn.Conv2d(f, f * 2, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
-            nn.Conv2d(f * 2, f * 2, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
-            nn.Conv2d(f * 2, PRIOR_DIM, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(f, f * 2, 3, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(f * 2, f * 2, 3, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(f * 2, PRIOR_DIM, 3, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
             nn.AdaptiveAvgPool2d(1),
         )
         self.mlp = nn.Sequential(
-            nn.Linear(PRIOR_DIM, PRIOR_DIM), nn.LeakyReLU(0.1, inplace=True),
-            nn.Linear(PRIOR_DIM, PRIOR_DIM), nn.LeakyReLU(0.1, inplace=True),
+            nn.Linear(PRIOR_DIM, PRIOR_DIM),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Linear(PRIOR_DIM, PRIOR_DIM),
+            nn.LeakyReLU(0.1, inplace=True),
         )
 
         # every 3x3 conv widens the receptive field by one feature pixel
@@ -297,14 +306,16 @@ class ConditionEncoder(nn.Module):
         if h <= chunk and w <= chunk:
             return self.mlp(self.E(feat).flatten(1))
         body, halo = self.E[:-1], self.halo
-        total = torch.zeros(feat.shape[0], PRIOR_DIM, device=feat.device, dtype=torch.float32)
+        # at least fp32 (fp16 sums overflow); a float64 network keeps its precision
+        sum_dtype = torch.promote_types(feat.dtype, torch.float32)
+        total = torch.zeros(feat.shape[0], PRIOR_DIM, device=feat.device, dtype=sum_dtype)
         for y0 in range(0, h, chunk):
             for x0 in range(0, w, chunk):
                 y1, x1 = min(y0 + chunk, h), min(x0 + chunk, w)
                 ya, xa = max(0, y0 - halo), max(0, x0 - halo)
-                out = body(feat[..., ya:min(h, y1 + halo), xa:min(w, x1 + halo)])
-                core = out[..., y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-                total += core.float().sum(dim=(-2, -1))
+                out = body(feat[..., ya : min(h, y1 + halo), xa : min(w, x1 + halo)])
+                core = out[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+                total += core.to(sum_dtype).sum(dim=(-2, -1))
         return self.mlp((total / (h * w)).to(feat.dtype))
 
 
@@ -325,7 +336,8 @@ class PriorDenoiser(nn.Module):
         super().__init__()
         self.max_period = cfg.timesteps * 10
         self.resmlp = nn.Sequential(
-            nn.Linear(PRIOR_DIM * 2 + 1, PRIOR_DIM), nn.LeakyReLU(0.1, inplace=True),
+            nn.Linear(PRIOR_DIM * 2 + 1, PRIOR_DIM),
+            nn.LeakyReLU(0.1, inplace=True),
             *[_MLPLayer(PRIOR_DIM) for _ in range(cfg.n_denoise_res)],
         )
 
@@ -343,9 +355,7 @@ class DiffRIRNet(nn.Module):
         self.G = RestorationUNet(cfg)
         self.condition = ConditionEncoder(cfg)
         self.denoise = PriorDenoiser(cfg)
-        self.diffusion = PriorDiffusion(
-            self.denoise, self.condition, cfg.timesteps, cfg.linear_start, cfg.linear_end
-        )
+        self.diffusion = PriorDiffusion(self.denoise, self.condition, cfg.timesteps, cfg.linear_start, cfg.linear_end)
 
     def estimate_prior(self, x6: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The 256-d prior of each image (needs H, W multiples of 4), from starting noise ``[B, 256]``."""

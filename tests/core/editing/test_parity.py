@@ -25,7 +25,15 @@ from llmga_core.editing import (
 )
 from tests.core.editing.conftest import Golden, generator
 from tests.core.editing.tiny_models import fingerprint, tiny_unet
-from tests.tolerances import assert_steps_within, assert_within, float32_bound, network_growth
+from tests.tolerances import (
+    FINGERPRINT_RELATIVE,
+    assert_steps_within,
+    assert_within,
+    float32_bound,
+    network_growth,
+)
+
+pytestmark = pytest.mark.parity
 
 CONFIGS = ["s10_skip25", "s20_skip36"]
 # A z of the 2nd-order solver depends on two UNet evaluations (this step's and the previous x0-prediction).
@@ -36,7 +44,7 @@ LATENT_REBUILD_GROWTH = 8**0.5
 
 def test_tiny_unet_is_the_golden_one(golden: Golden) -> None:
     # A mismatch here means the fixture changed, not the algorithm: regenerate the goldens (PROVENANCE.md).
-    assert fingerprint(tiny_unet()) == pytest.approx(golden.fingerprints["unet"], rel=1e-12)
+    assert fingerprint(tiny_unet()) == pytest.approx(golden.fingerprints["unet"], rel=FINGERPRINT_RELATIVE)
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -64,6 +64,7 @@ def test_kv_cache_decoding_equals_full_recompute(name: str) -> None:
     assert ours == ids
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", ["qwen2", "vicuna", "llama3", "mistral"])
 def test_greedy_equals_original_llmga_generate(name: str) -> None:
     """The original ``Llava*ForCausalLM.generate(ids, images=...)`` (transformers 4.37.2, folder's
