@@ -65,6 +65,9 @@ class ChatTemplate:
     sep: str
     sep2: str | None = None
     stop_strings: tuple[str, ...] = ()
+    # A few-shot exchange rendered before the conversation (alternating user/assistant), as the original's
+    # pre-filled ``messages`` (only vicuna_v0 has one).
+    examples: tuple[str, ...] = ()
 
     def render(self, messages: Sequence[str | None], system: str | None = None) -> str:
         """The prompt string for ``messages`` (alternating user/assistant, ``None`` = awaited)."""
@@ -74,6 +77,28 @@ class ChatTemplate:
 _VICUNA_HUMAN_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+# The one-shot exchange of the original's vicuna_v0 ("default"/"v0") template, verbatim.
+_VICUNA_V0_EXAMPLE = (
+    "What are the key differences between renewable and non-renewable energy sources?",
+    "Renewable energy sources are those that can be replenished naturally in a relatively "
+    "short amount of time, such as solar, wind, hydro, geothermal, and biomass. "
+    "Non-renewable energy sources, on the other hand, are finite and will eventually be "
+    "depleted, such as coal, oil, and natural gas. Here are some key differences between "
+    "renewable and non-renewable energy sources:\n"
+    "1. Availability: Renewable energy sources are virtually inexhaustible, while non-renewable "
+    "energy sources are finite and will eventually run out.\n"
+    "2. Environmental impact: Renewable energy sources have a much lower environmental impact "
+    "than non-renewable sources, which can lead to air and water pollution, greenhouse gas emissions, "
+    "and other negative effects.\n"
+    "3. Cost: Renewable energy sources can be more expensive to initially set up, but they typically "
+    "have lower operational costs than non-renewable sources.\n"
+    "4. Reliability: Renewable energy sources are often more reliable and can be used in more remote "
+    "locations than non-renewable sources.\n"
+    "5. Flexibility: Renewable energy sources are often more flexible and can be adapted to different "
+    "situations and needs, while non-renewable sources are more rigid and inflexible.\n"
+    "6. Sustainability: Renewable energy sources are more sustainable over the long term, while "
+    "non-renewable sources are not, and their depletion can lead to economic and social instability.\n",
 )
 _VICUNA_USER_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -139,12 +164,17 @@ _ALL = (
     ChatTemplate("v0_mmtag", _S.SINGLE, _MMTAG_SYSTEM, ("Human", "Assistant"), "###", None, ("###", "</s>")),
     ChatTemplate("v1_mmtag", _S.TWO, _MMTAG_SYSTEM, ("USER", "ASSISTANT"), " ", "</s>", ("</s>",)),
     ChatTemplate("plain", _S.PLAIN, "", ("", ""), "\n", None, ("</s>",)),
+    # The original's "default"/"v0": FastChat's one-shot vicuna_v0 prompt (no LLMGA model uses it).
+    ChatTemplate("vicuna_v0", _S.SINGLE, _VICUNA_HUMAN_SYSTEM, ("Human", "Assistant"), "###", None,
+                 ("###", "</s>"), _VICUNA_V0_EXAMPLE),
 )
 
 TEMPLATES: dict[str, ChatTemplate] = {t.name: t for t in _ALL}
 """Canonical name -> template."""
 
 ALIASES: dict[str, str] = {
+    "default": "vicuna_v0",
+    "v0": "vicuna_v0",
     "v1": "vicuna_v1",  # the name LLaVA's training scripts use
     "mistral_direct": "chatml_direct",
     "v0_plain": "plain",
@@ -176,6 +206,7 @@ def render_prompt(template: ChatTemplate, messages: Sequence[str | None], system
     renders the open role header. ``system`` overrides the template's system string.
     """
     sys_text = template.system if system is None else system
+    messages = [*template.examples, *messages]
     style = template.style
     user_role, bot_role = template.roles
     parts: list[str] = []
