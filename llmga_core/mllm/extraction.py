@@ -52,7 +52,8 @@ class Extraction:
     history_text: str  # the decoded answer as the original stores it in the conversation
     reply: str  # the answer without end-of-turn/special tokens, tags kept
     prompts: tuple[str, ...]  # every tagged generation prompt, in order, stripped, non-empty
-    free_text: str  # the answer outside the tagged prompts
+    free_text: str  # the answer outside the tagged prompts, tags removed
+    untagged_caption: str | None = None  # text before a lone close tag (the original's caption[:id2])
 
     @property
     def prompt(self) -> str | None:
@@ -65,8 +66,15 @@ class Extraction:
 
     @property
     def prompt_or_reply(self) -> str:
-        """The first prompt, else the whole reply (the editing CLI uses an untagged answer as is)."""
-        return self.prompts[0] if self.prompts else self.reply
+        """The first prompt, else the answer as the editing CLI uses it; never contains a tag.
+
+        Untagged answers give the whole reply (the editing CLI uses them as is); a lone close tag gives the
+        text before it (the CLI's ``caption[:id2]``); an answer whose only tagged prompt is empty gives its
+        free text (possibly "").
+        """
+        if self.prompts:
+            return self.prompts[0]
+        return self.untagged_caption if self.untagged_caption is not None else self.free_text
 
 
 def stop_strings_for(template: str | None) -> tuple[str, ...]:
@@ -113,49 +121,76 @@ def strip_stop_strings(text: str, stop_strings: Iterable[str]) -> str:
     return out[:cut].strip()
 
 
-def split_tagged(text: str) -> tuple[list[str], str]:
-    """All tagged prompts of ``text`` and the text outside them.
+@dataclass(frozen=True)
+class _Scan:
+    prompts: list[str]  # tagged prompts, stripped, non-empty
+    free: str  # the text outside them, tags removed
+    lead: str | None  # text before a close tag that comes first with no open tag anywhere
 
-    Rules, in reading order: an open tag starts a prompt that runs to the next close tag, the next open
-    tag or the end of the text (a reply cut short); a close tag that comes before any tag closes a prompt
-    that started at the beginning (the original's rule for a missing open tag); other stray close tags
-    are dropped. Empty prompts are skipped.
-    """
+
+def _scan(text: str) -> _Scan:
+    """Read ``text`` tag by tag; the rules for malformed answers are listed on :func:`split_tagged`."""
     prompts: list[str] = []
     outside: list[str] = []
-    open_at: int | None = None
-    pos = 0  # start of the text not yet assigned
-    seen_tag = False
-    for m in _TAG.finditer(text):
+    current: list[str] | None = None  # pieces of the prompt being read, None outside a prompt
+    lead: str | None = None
+    pos = 0
+    tags = list(_TAG.finditer(text))
+    has_open = any(m.group(1) != "/" for m in tags)
+    for i, m in enumerate(tags):
         closing = m.group(1) == "/"
-        if open_at is not None:
-            prompts.append(text[open_at:m.start()])
-            open_at = m.end() if not closing else None
-        elif closing:
-            if not seen_tag:
-                prompts.append(text[pos:m.start()])
-            else:
-                outside.append(text[pos:m.start()])
+        piece = text[pos : m.start()]
+        if current is not None:
+            current.append(piece)
+            if closing:
+                prompts.append(" ".join(p.strip() for p in current if p.strip()))
+                current = None
+            # an open tag inside a prompt is dropped: the prompt runs on to its close tag
         else:
-            outside.append(text[pos:m.start()])
-            open_at = m.end()
+            outside.append(piece)
+            if not closing:
+                current = []
+            elif i == 0 and not has_open:
+                lead = piece.strip()
         pos = m.end()
-        seen_tag = True
-    if open_at is not None:
-        prompts.append(text[open_at:])
+    if current is not None:  # a reply cut short: the prompt runs to the end
+        current.append(text[pos:])
+        prompts.append(" ".join(p.strip() for p in current if p.strip()))
     else:
         outside.append(text[pos:])
-    clean = [p.strip() for p in prompts]
     free = " ".join(s.strip() for s in outside if s.strip())
-    return [p for p in clean if p], free
+    return _Scan([p for p in prompts if p], free, lead)
+
+
+def split_tagged(text: str) -> tuple[list[str], str]:
+    """All tagged prompts of ``text`` and the text outside them (tags never appear in either).
+
+    Well-formed answers give what the original's loop gives. Malformed ones, decided case by case
+    (README, "Compared with the original"):
+
+    - an open tag starts a prompt that runs to the next close tag, or to the end of a reply cut short;
+    - nested open tags: an open tag inside a prompt is dropped, so ``<gen_image> a <gen_image> b </gen_image>``
+      is ``a b`` (the original's caption ``a <gen_image> b`` without the tag);
+    - close tags outside a prompt are dropped: a close tag before the open tag
+      (``X </gen_image> Y <gen_image> Z </gen_image>``) gives ``Z``, where the original renders an empty
+      prompt; a lone close tag with no open tag at all requests no image, as in the original's CLIs
+      (:attr:`Extraction.prompt_or_reply` is then the text before it, the editing CLI's caption);
+    - empty prompts (``<gen_image> </gen_image>``) are skipped: no image from an empty prompt.
+    """
+    scan = _scan(text)
+    return scan.prompts, scan.free
 
 
 def extract_prompts(decoded: str, template: str | None = None) -> Extraction:
     """Interpret a decoded answer (decoded with special tokens kept, as the original does)."""
     history = decoded.strip()
     reply = strip_stop_strings(history, stop_strings_for(template))
-    prompts, free = split_tagged(reply)
-    return Extraction(history_text=history, reply=reply, prompts=tuple(prompts), free_text=free)
+    return _extraction(history, reply)
+
+
+def _extraction(history: str, reply: str) -> Extraction:
+    scan = _scan(reply)
+    return Extraction(history, reply, tuple(scan.prompts), scan.free, scan.lead)
 
 
 def extract_prompts_from_ids(
@@ -172,5 +207,4 @@ def extract_prompts_from_ids(
     ids = list(output_ids)
     history = decode(ids).strip()
     reply = strip_stop_strings(decode(strip_stop_ids(ids, stop_token_ids)), stop_strings_for(template))
-    prompts, free = split_tagged(reply)
-    return Extraction(history_text=history, reply=reply, prompts=tuple(prompts), free_text=free)
+    return _extraction(history, reply)

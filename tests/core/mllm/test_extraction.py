@@ -25,11 +25,13 @@ GOLD = load_json("extraction.json")
 def test_normal_answers_match_the_original_caption(case):
     ours = extract_prompts(case["decoded"], case["template"])
     orig = case["original"]
-    tagged = "gen_image>" in case["decoded"]
-    if not tagged:
-        assert ours.prompts == () and not ours.wants_image
+    # the CLIs render an image exactly when there is an open tag (id1 != -1)
+    assert ours.wants_image == (orig["id1"] != -1)
+    if "gen_image>" not in case["decoded"]:
         assert ours.reply == orig["outputs"]  # the CLI prints the stripped answer
         assert ours.prompt_or_reply == orig["caption"]  # the editing CLI's fallback
+    elif not ours.wants_image:  # a lone close tag: the editing CLI's caption is the text before it
+        assert ours.prompt_or_reply == orig["caption"].strip()
     else:
         # same text; the original keeps the space before </gen_image> (CLIP's tokenizers drop it)
         assert ours.prompt == orig["caption"].strip()
@@ -79,6 +81,44 @@ def test_fragile_answers_are_handled_better(case):
         assert orig["caption"].strip() != expected[0]
     for stop in stop_strings_for(case["template"]):
         assert stop not in ours.reply
+
+
+# The four malformed shapes (README, "Compared with the original"): what the original's CLIs do with each,
+# and what ours returns: (prompts, prompt_or_reply, free_text).
+MALFORMED = {
+    # t2i CLIs: no image (id1 == -1); editing CLI: caption = text before the tag. Ours: the same.
+    "lone close tag": ("A cat on a sofa </gen_image> Enjoy.", (), "A cat on a sofa", "A cat on a sofa Enjoy."),
+    # original caption "a <gen_image> b " (the tag goes to the SD prompt); ours drops the inner tag.
+    "nested tags": (
+        "<gen_image> a red <gen_image> car </gen_image> at night </gen_image>",
+        ("a red car",),
+        "a red car",
+        "at night",
+    ),
+    # original caption "" (id2 < id1: an image from an empty prompt); ours reads the tagged prompt.
+    "close before open": (
+        "Here. </gen_image> Look: <gen_image> a red car </gen_image>",
+        ("a red car",),
+        "a red car",
+        "Here. Look:",
+    ),
+    # original renders an image from " "; ours asks for no image and never returns the tags.
+    "empty tagged prompt": ("<gen_image> </gen_image>", (), "", ""),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED))
+def test_malformed_shapes_are_decided(shape):
+    text, prompts, prompt_or_reply, free = MALFORMED[shape]
+    for template in (None, "llava_v1", "qwen_2"):
+        r = extract_prompts(text + (stop_strings_for(template)[0] if template else ""), template)
+        assert (r.prompts, r.prompt_or_reply, r.free_text) == (prompts, prompt_or_reply, free)
+        assert r.wants_image == bool(prompts)
+
+
+def test_empty_tagged_prompt_falls_back_to_free_text():
+    r = extract_prompts("Sure! <gen_image>  </gen_image> Enjoy.", "llava_v1")
+    assert r.prompts == () and r.prompt_or_reply == "Sure! Enjoy."
 
 
 def test_free_text_and_reply():
@@ -145,8 +185,9 @@ def test_extraction_fuzz_never_crashes_and_prompts_are_clean(text, template):
     for p in r.prompts:
         assert p and p == p.strip()
         assert not _TAGLIKE.search(p) and "<gen_image>" not in p and "</gen_image>" not in p
-        assert p in r.reply
+        assert all(word in r.reply for word in p.split())  # a nested tag's two sides are joined
     assert r.wants_image == bool(r.prompts)
+    assert not _TAGLIKE.search(r.prompt_or_reply) and r.prompt_or_reply == r.prompt_or_reply.strip()
     if not _TAGLIKE.search(r.reply):
         assert r.prompts == () and r.free_text == r.reply
     assert not _TAGLIKE.search(r.free_text)
