@@ -22,7 +22,7 @@ from comfy_api.latest import io
 from ..llmga_core.errors import LLMGAInputError
 from ..llmga_core.sd import SDFolder, WeightFiles, inspect_folder, ldm_unet_config
 from ._errors import user_errors
-from .model_folders import find_model_dir, is_plain_name, list_model_dirs
+from .model_folders import allowed_roots, find_model_dir, is_plain_name, list_model_dirs
 
 FOLDER_TYPE = "diffusers"  # ComfyUI's own models/diffusers (extra_model_paths.yaml key: diffusers)
 MARKERS = ("model_index.json", os.path.join("unet", "config.json"))
@@ -79,7 +79,7 @@ def load_unet(folder: SDFolder) -> Any:
 
 def load_folder(path: Path, prefer: str = "full") -> tuple[Any, Any, Any]:
     """MODEL, CLIP and VAE of an LLMGA diffusers folder (the safety checker and scheduler are ignored)."""
-    folder = inspect_folder(path, prefer)  # type: ignore[arg-type]
+    folder = inspect_folder(path, prefer, allowed_roots(FOLDER_TYPE))  # type: ignore[arg-type]
     model = load_unet(folder)
     clip = comfy.sd.load_text_encoder_state_dicts(
         [_read(w) for w in folder.text_encoders],

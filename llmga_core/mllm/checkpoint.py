@@ -17,7 +17,7 @@ Everything here raises :class:`LLMGAInputError` naming the expected files when a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import LLMGAInputError
+from ..safe_paths import check_links, confine
 
 __all__ = [
     "LLM_PREFIX_KEYS",
@@ -123,18 +124,32 @@ class LLMGAFolder:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from the folder; anything else (a list, bad JSON, bad UTF-8) names the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise LLMGAInputError(f"Cannot read {path}: {exc}. {_LAYOUT_HELP}") from exc
+        raise LLMGAInputError(
+            f"{path.parent.name}/{path.name} cannot be read ({str(exc)[:160]}); download that file again. "
+            f"{_LAYOUT_HELP}"
+        ) from None
+    if not isinstance(data, dict):
+        raise LLMGAInputError(
+            f"{path.parent.name}/{path.name} holds a JSON {type(data).__name__}, not an object of settings; "
+            f"download that file again. {_LAYOUT_HELP}"
+        )
+    return data
 
 
-def _shards_from_index(folder: Path, index_name: str) -> tuple[Path, ...]:
+def _shards_from_index(folder: Path, index_name: str, roots: Sequence[str | Path] = ()) -> tuple[Path, ...]:
     index = _read_json(folder / index_name)
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise LLMGAInputError(f"{folder / index_name} has no weight_map. {_LAYOUT_HELP}")
-    shards = tuple(folder / name for name in sorted(set(weight_map.values())))
+        raise LLMGAInputError(f"{folder.name}/{index_name} has no weight_map. {_LAYOUT_HELP}")
+    names = set(weight_map.values())
+    if not all(isinstance(n, str) for n in names):
+        raise LLMGAInputError(f"{folder.name}/{index_name}: weight_map values must be file names. {_LAYOUT_HELP}")
+    source = f"{folder.name}/{index_name}"
+    shards = tuple(confine(n, folder, source=source, key="weight_map", roots=roots) for n in sorted(names))
     missing = [p.name for p in shards if not p.is_file()]
     if missing:
         raise LLMGAInputError(
@@ -144,13 +159,13 @@ def _shards_from_index(folder: Path, index_name: str) -> tuple[Path, ...]:
     return shards
 
 
-def _find_weights(folder: Path) -> tuple[tuple[Path, ...], str]:
+def _find_weights(folder: Path, roots: Sequence[str | Path] = ()) -> tuple[tuple[Path, ...], str]:
     if (folder / _SAFE_INDEX).is_file():
-        return _shards_from_index(folder, _SAFE_INDEX), "safetensors"
+        return _shards_from_index(folder, _SAFE_INDEX, roots), "safetensors"
     if (folder / _SAFE_SINGLE).is_file():
         return (folder / _SAFE_SINGLE,), "safetensors"
     if (folder / _BIN_INDEX).is_file():
-        return _shards_from_index(folder, _BIN_INDEX), "bin"
+        return _shards_from_index(folder, _BIN_INDEX, roots), "bin"
     if (folder / _BIN_SINGLE).is_file():
         return (folder / _BIN_SINGLE,), "bin"
     stray = sorted(p.name for p in folder.glob("*.safetensors"))
@@ -175,11 +190,27 @@ def _find_tokenizer(folder: Path) -> tuple[Path, ...]:
     )
 
 
-def inspect_folder(path: str | Path) -> LLMGAFolder:
-    """Validate an LLMGA folder and list its parts, without reading any weights."""
+def _check_tokenizer_refs(folder: Path, roots: Sequence[str | Path]) -> None:
+    """tokenizer_config.json may name files (``vocab_file``, ``tokenizer_file``, ...) that transformers then
+    opens instead of the folder's own: each must stay inside the folder."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    for key, value in _read_json(path).items():
+        if key.endswith(("_file", "_path", "_dir")) and isinstance(value, str) and value:
+            confine(value, folder, source=f"{folder.name}/tokenizer_config.json", key=key, roots=roots)
+
+
+def inspect_folder(path: str | Path, roots: Sequence[str | Path] = ()) -> LLMGAFolder:
+    """Validate an LLMGA folder and list its parts, without reading any weights.
+
+    Every file read from it, and every path its files name, must stay inside it or inside ``roots``
+    (ComfyUI's MLLM model folders) after symbolic links (llmga_core.safe_paths).
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise LLMGAInputError(f"MLLM folder {folder} does not exist. {_LAYOUT_HELP}")
+    check_links(folder, roots)
     if not (folder / "config.json").is_file():
         raise LLMGAInputError(f"{folder.name}: config.json is missing. {_LAYOUT_HELP}")
     config = _read_json(folder / "config.json")
@@ -195,8 +226,9 @@ def inspect_folder(path: str | Path) -> LLMGAFolder:
         raise LLMGAInputError(
             f"{folder.name}: config.json has no mm_vision_tower, so this is a text-only LLM, not an LLMGA MLLM."
         )
-    weights, fmt = _find_weights(folder)
+    weights, fmt = _find_weights(folder, roots)
     tokenizer_files = _find_tokenizer(folder)
+    _check_tokenizer_refs(folder, roots)
     gen_path = folder / "generation_config.json"
     generation = _read_json(gen_path) if gen_path.is_file() else {}
     return LLMGAFolder(
