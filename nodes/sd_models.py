@@ -9,6 +9,8 @@ CLIPLoader's, the VAE like VAELoader's. So LoRA, ControlNet, offloading and ever
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..llmga_core.errors import LLMGAInputError
+from ..llmga_core.errors import LLMGAInputError, clean_message, pickle_refusal
 from ..llmga_core.sd import SDFolder, WeightFiles, inspect_folder, ldm_unet_config
 from ._errors import user_errors
 from .model_folders import allowed_roots, find_model_dir, is_plain_name, list_model_dirs
@@ -50,7 +52,16 @@ def resolve_folder(name: str) -> Path:
 def _read(weights: WeightFiles) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for file in weights.files:
-        state.update(comfy.utils.load_torch_file(str(file), safe_load=True))  # .bin: weights_only
+        where = f"{file.parent.parent.name}/{file.parent.name}/{file.name}"
+        try:
+            state.update(comfy.utils.load_torch_file(str(file), safe_load=True))  # .bin: weights_only
+        except pickle.UnpicklingError as err:
+            raise pickle_refusal(where, err) from None
+        except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise LLMGAInputError(
+                f"{where} cannot be read ({type(err).__name__}: {clean_message(str(err))[:160]}); it is corrupt or "
+                "truncated: download that file again."
+            ) from None
     return state
 
 

@@ -17,6 +17,7 @@ Everything here raises :class:`LLMGAInputError` naming the expected files when a
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ from typing import Any
 
 import torch
 
-from ..errors import LLMGAInputError
+from ..errors import LLMGAInputError, clean_message, pickle_refusal
 from ..safe_paths import check_links, confine
+from ..weight_checks import check_weights
 
 __all__ = [
     "LLM_PREFIX_KEYS",
@@ -201,6 +203,35 @@ def _check_tokenizer_refs(folder: Path, roots: Sequence[str | Path]) -> None:
             confine(value, folder, source=f"{folder.name}/tokenizer_config.json", key=key, roots=roots)
 
 
+# generation_config.json fields the pack uses, with the ranges that make sense: (low, high)
+_GENERATION_NUMBERS = {
+    "temperature": (0.0, 100.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, 1_000_000),
+    "repetition_penalty": (1e-6, 100.0),
+    "max_new_tokens": (1, 10_000_000),
+    "max_length": (1, 100_000_000),
+}
+
+
+def _check_generation_config(folder: Path, generation: Mapping[str, Any]) -> None:
+    """The folder's sampling defaults: numbers in range, token ids whole numbers (a hostile or hand-edited
+    file otherwise fails deep inside transformers, or silently samples with nonsense)."""
+    where = f"{folder.name}/generation_config.json"
+    fix = "correct that field or delete the file (the node's own settings then apply)"
+    for key, (low, high) in _GENERATION_NUMBERS.items():
+        value = generation.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise LLMGAInputError(f"{where}: {key} is {value!r}, not a number from {low} to {high}; {fix}.")
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        value = generation.get(key)
+        items = value if isinstance(value, list) else [value]
+        if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
+            raise LLMGAInputError(f"{where}: {key} is {value!r}, not a token id (a whole number, or a list); {fix}.")
+
+
 def inspect_folder(path: str | Path, roots: Sequence[str | Path] = ()) -> LLMGAFolder:
     """Validate an LLMGA folder and list its parts, without reading any weights.
 
@@ -231,6 +262,7 @@ def inspect_folder(path: str | Path, roots: Sequence[str | Path] = ()) -> LLMGAF
     _check_tokenizer_refs(folder, roots)
     gen_path = folder / "generation_config.json"
     generation = _read_json(gen_path) if gen_path.is_file() else {}
+    _check_generation_config(folder, generation)
     return LLMGAFolder(
         path=folder,
         config=config,
@@ -251,10 +283,11 @@ def text_config(folder: LLMGAFolder) -> Any:
     fields.pop("vision_tower", None)
     try:
         return AutoConfig.for_model(folder.base_model_type, **fields)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise LLMGAInputError(
-            f"{folder.name}: config.json is not a valid {folder.base_model_type} config: {exc}"
-        ) from exc
+            f"{folder.name}: config.json is not a valid {folder.base_model_type} config "
+            f"({clean_message(str(exc))[:200]}); download config.json again."
+        ) from None
 
 
 def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
@@ -271,8 +304,13 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
             ) from None
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # pickle errors come in many types; weights_only refusals included
-        raise LLMGAInputError(f"{path.name} cannot be read safely as plain tensors ({exc}).") from exc
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: never suggest loosening that
+        raise pickle_refusal(f"{path.parent.name}/{path.name}", exc) from None
+    except Exception as exc:  # corrupt files fail in many types
+        raise LLMGAInputError(
+            f"{path.parent.name}/{path.name} cannot be read as plain tensors ({type(exc).__name__}: "
+            f"{clean_message(str(exc))[:160]}); it is corrupt or truncated: download that file again."
+        ) from None
     if not isinstance(data, dict):
         raise LLMGAInputError(f"{path.name} does not hold a state dict.")
     return data
@@ -282,7 +320,9 @@ def load_state_dict(folder: LLMGAFolder, dtype: torch.dtype | None = None) -> di
     """All tensors of the folder (every shard), optionally cast to ``dtype`` (floating tensors only)."""
     state: dict[str, torch.Tensor] = {}
     for path in folder.weight_files:
-        for key, value in _load_file(path, folder.weight_format).items():
+        tensors = _load_file(path, folder.weight_format)
+        check_weights(tensors, f"{folder.name}/{path.name}", fix=f"download {path.name} again")
+        for key, value in tensors.items():
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
             state[key] = value
@@ -321,5 +361,9 @@ def load_tokenizer(folder: LLMGAFolder, text_cfg: Any | None = None) -> Any:
     }
     try:
         return AutoTokenizer.from_pretrained(str(folder.path), **kwargs)
-    except (OSError, ValueError) as exc:
-        raise LLMGAInputError(f"{folder.name}: the tokenizer files cannot be loaded ({exc}). {_LAYOUT_HELP}") from exc
+    except Exception as exc:  # the tokenizers library raises bare Exceptions for damaged files
+        detail = clean_message(str(exc)).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise LLMGAInputError(
+            f"{folder.name}: the tokenizer files cannot be loaded ({detail}); they are damaged or incomplete: "
+            f"download them again. {_LAYOUT_HELP}"
+        ) from None

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import LLMGAInputError
+from ..errors import LLMGAInputError, clean_message
 from ..safe_paths import UnsafePathError, check_links, confine
 from .checkpoint import (
     LLMGAFolder,
@@ -393,6 +393,26 @@ class LoadedMLLM:
         return self.model.settings.clip_preprocess
 
 
+def _mismatch(what: str, exc: BaseException, build: Any, state: Mapping[str, torch.Tensor]) -> LLMGAInputError:
+    """transformers' size-check failure as a message naming the first tensor that disagrees (and never its
+    advice to ignore the mismatch: a model built from mismatched sizes computes garbage). ``build()`` makes
+    the configured model, which is built on the meta device here to read its shapes."""
+    detail = clean_message(str(exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    try:
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in build().state_dict().items()}
+    except Exception:  # the config cannot even build a model: transformers' own words are all there is
+        expected = {}
+    for key, value in state.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key]):
+            detail = f"{key} is {list(value.shape)} in the weights but {list(expected[key])} by the config"
+            break
+    return LLMGAInputError(
+        f"{what} do not match ({detail}); the folder mixes files of different models: download config.json and "
+        "the weights of one release again."
+    )
+
+
 def _load_llm(folder: LLMGAFolder, llm_state: dict[str, torch.Tensor], dtype: torch.dtype) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
@@ -403,9 +423,12 @@ def _load_llm(folder: LLMGAFolder, llm_state: dict[str, torch.Tensor], dtype: to
     if "model.embed_tokens.weight" not in llm_state:
         raise LLMGAInputError(f"{folder.name}: the weights have no model.embed_tokens.weight; not an LLMGA MLLM.")
     model_cls = AutoModelForCausalLM._model_mapping[type(cfg)]
-    model, info = model_cls.from_pretrained(
-        None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True
-    )
+    try:
+        model, info = model_cls.from_pretrained(
+            None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True
+        )
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise _mismatch(f"{folder.name}: config.json and the weights", exc, lambda: model_cls(cfg), llm_state) from None
     missing = [k for k in info.get("missing_keys", ()) if k != "lm_head.weight"]
     if missing:
         raise LLMGAInputError(
@@ -419,9 +442,12 @@ def _load_vision(cfg: dict[str, Any], vision: dict[str, torch.Tensor], dtype: to
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     config = CLIPVisionConfig(**{k: v for k, v in cfg.items() if k not in ("model_type", "transformers_version")})
-    tower, info = CLIPVisionModel.from_pretrained(
-        None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
-    )
+    try:
+        tower, info = CLIPVisionModel.from_pretrained(
+            None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
+        )
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise _mismatch("The CLIP vision config and weights", exc, lambda: CLIPVisionModel(config), vision) from None
     if info.get("missing_keys"):
         raise LLMGAInputError(f"The CLIP vision weights lack {sorted(info['missing_keys'])[:3]}. {_VISION_HELP}")
     return tower.eval().requires_grad_(False)

@@ -116,7 +116,7 @@ def test_mllm_files_that_are_links_out_are_refused(tmp_path: Path, secret: Path)
     folder = _mllm_copy(tmp_path)
     (folder / "vocab.json").unlink()
     os.symlink(secret, folder / "vocab.json")
-    with pytest.raises(UnsafePathError, match="vocab.json is a symbolic link"):
+    with pytest.raises(UnsafePathError, match=r"vocab\.json is a symbolic link"):
         inspect_mllm(folder)
 
 
@@ -200,11 +200,13 @@ def test_diffusers_weight_links_out_are_refused_but_links_within_the_root_work(t
     first = full_folder(root / "a", SD15)
     second = full_folder(root / "b", SD15)
     (second / "vae" / "diffusion_pytorch_model.safetensors").unlink()
-    os.symlink(first / "vae" / "diffusion_pytorch_model.safetensors", second / "vae" / "diffusion_pytorch_model.safetensors")
+    os.symlink(
+        first / "vae" / "diffusion_pytorch_model.safetensors", second / "vae" / "diffusion_pytorch_model.safetensors"
+    )
     with pytest.raises(UnsafePathError):
         inspect_sd(second)  # without the diffusers root allowed, the shared VAE is outside b/
     assert inspect_sd(second, roots=[root]).vae.files[0].name == "diffusion_pytorch_model.safetensors"
     (second / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     os.symlink(secret, second / "unet" / "diffusion_pytorch_model.safetensors")
-    with pytest.raises(UnsafePathError, match="b/unet/diffusion_pytorch_model.safetensors is a symbolic link"):
+    with pytest.raises(UnsafePathError, match=r"b/unet/diffusion_pytorch_model\.safetensors is a symbolic link"):
         inspect_sd(second, roots=[root])
