@@ -63,7 +63,16 @@ def parse_endpoint(url: str, engine: str, model: str, timeout_s: float = 120.0, 
     if engine not in ENGINES:
         raise LLMGAInputError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
     text = url.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # parsed lazily: "port out of range" and "not a number" show here
+    except ValueError as err:
+        raise LLMGAInputError(
+            f"The endpoint {url!r} is not a valid URL ({err}): write it like http://127.0.0.1:8080 or "
+            "https://llmga.example.com (IPv6 in brackets, e.g. http://[::1]:8080; ports 1-65535)."
+        ) from None
+    if parts.port == 0:
+        raise LLMGAInputError(f"The endpoint {url!r} has port 0: use the port the server listens on (1-65535).")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LLMGAInputError(
             f"The endpoint {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8080 for a server on this "
