@@ -54,11 +54,13 @@ def confine(
     source: str,
     key: str,
     roots: Sequence[str | os.PathLike[str]] = (),
+    search_roots: bool = False,
 ) -> Path:
     """``name``, written in ``source`` under ``key``, as a path inside ``folder`` or one of ``roots``.
 
-    A relative name is looked up in ``folder``, then in each root; the first one that exists is returned
-    (a missing one: its place in ``folder``, for the caller's "not found" message). Absolute names are
+    A relative name is looked up in ``folder`` (and, with ``search_roots``, then in each root); the first
+    one that exists is returned (a missing one: its place in ``folder``, for the caller's "not found"
+    message). Absolute names are
     accepted only where they already lie inside ``folder`` or a root. Symbolic links are followed before
     the check. Backslashes count as separators, so Windows-style paths are judged as Windows would.
     """
@@ -80,7 +82,7 @@ def confine(
         relative = os.path.normpath(unified)
         if relative == ".." or relative.startswith("../"):
             raise refuse(f"which leads out of {base.name} ('..')")
-        candidates = [base / relative, *(Path(r) / relative for r in roots)]
+        candidates = [base / relative, *(Path(r) / relative for r in roots if search_roots)]
     for candidate in candidates:
         if not os.path.lexists(candidate):
             continue

@@ -198,7 +198,12 @@ def _local_tower(folder: LLMGAFolder, tower: str, has_weights: bool, tower_roots
         return None
     try:
         local = confine(
-            tower, folder.path, source=f"{folder.name}/config.json", key="mm_vision_tower", roots=tower_roots
+            tower,
+            folder.path,
+            source=f"{folder.name}/config.json",
+            key="mm_vision_tower",
+            roots=tower_roots,
+            search_roots=True,
         )
     except UnsafePathError as err:
         if has_weights:

@@ -52,7 +52,8 @@ def test_names_inside_the_folder_or_a_root_are_accepted(tmp_path: Path) -> None:
     assert confine("sub/a.bin", folder, source="m/x.json", key="k") == folder / "sub" / "a.bin"
     assert confine("sub\\a.bin", folder, source="m/x.json", key="k") == folder / "sub" / "a.bin"
     assert confine(str(folder / "sub" / "a.bin"), folder, source="m/x.json", key="k") == folder / "sub" / "a.bin"
-    assert confine("b.bin", folder, source="m/x.json", key="k", roots=[other]) == other / "b.bin"
+    assert confine("b.bin", folder, source="m/x.json", key="k", roots=[other], search_roots=True) == other / "b.bin"
+    assert confine("b.bin", folder, source="m/x.json", key="k", roots=[other]) == folder / "b.bin"  # not searched
     assert confine("missing.bin", folder, source="m/x.json", key="k") == folder / "missing.bin"  # caller: "missing"
     os.symlink(other / "b.bin", folder / "link.bin")  # a link into an allowed root
     assert confine("link.bin", folder, source="m/x.json", key="k", roots=[other]).name == "link.bin"
