@@ -14,6 +14,7 @@ from pathlib import Path
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import model_folders
+from .nodes._guard import guard
 
 WEB_DIRECTORY = "./js"
 # Every public module of nodes/ is a node family; those without a NODES list (helpers) add nothing.
@@ -33,7 +34,8 @@ def _load_node_classes() -> list[type[io.ComfyNode]]:
         except Exception:
             _log.exception("ComfyUI-LLMGA: node module '%s' failed to import; its nodes are unavailable", name)
             continue
-        classes.extend(getattr(module, "NODES", ()))
+        # one guard for every node: finite numbers, clean messages naming the node (nodes/_guard.py)
+        classes.extend(guard(node) for node in getattr(module, "NODES", ()))
     return classes
 
 

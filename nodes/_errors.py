@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..llmga_core.errors import LLMGAInputError
+from ..llmga_core.errors import LLMGAInputError, clean_message
 
 
 class LLMGANodeError(Exception):
-    """Raised by LLMGA nodes; ComfyUI shows the message in its error panel and in /history."""
+    """Raised by LLMGA nodes; ComfyUI shows the message in its error panel and in /history.
+
+    The message is cleaned (llmga_core.errors.clean_message): no colour codes, no advice to loosen a
+    safety check, whoever raises it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(clean_message(message))
 
 
 @contextmanager

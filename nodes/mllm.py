@@ -43,7 +43,7 @@ from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
 from . import runtime
 from ._errors import LLMGANodeError, user_errors
 from ._inputs import precision_input, seed_input
-from .model_folders import MLLM, find_model_dir, list_model_dirs
+from .model_folders import MLLM, allowed_roots, find_model_dir, list_model_dirs
 
 MLLMSocket = io.Custom("LLMGA_MLLM")
 ConversationSocket = io.Custom("LLMGA_CONVERSATION")
@@ -189,7 +189,9 @@ class LLMGAMLLMLoader(io.ComfyNode):
         dtype = runtime.compute_dtype(precision, mm.get_torch_device())
         with user_errors("LLMGA MLLM Loader"):
             choice = select_template_for_folder(path, None if template == "auto" else template)
-            loaded = load_mllm(path, dtype=dtype, clip_vision=clip)
+            loaded = load_mllm(
+                path, dtype=dtype, clip_vision=clip, roots=allowed_roots(MLLM), tower_roots=allowed_roots("clip_vision")
+            )
         handle = MLLMHandle(runtime.managed(loaded.model), loaded, choice.name, choice.reason)
         return io.NodeOutput(handle, ui=ui.PreviewText(f"{loaded.name}: template {choice.name} ({choice.reason})"))
 

@@ -56,3 +56,17 @@ def find_model_dir(folder_type: str, name: str) -> str | None:
         if os.path.isdir(candidate):
             return candidate
     return None
+
+
+def allowed_roots(folder_type: str) -> list[str]:
+    """Where files of a ``folder_type`` model may lie after symbolic links (llmga_core.safe_paths): every
+    registered path of that type, and the target of every folder or file the user linked into one."""
+    roots: list[str] = []
+    for root in folder_paths.get_folder_paths(folder_type):
+        if not os.path.isdir(root):
+            continue
+        roots.append(root)
+        for entry in os.scandir(root):
+            if entry.is_symlink():
+                roots.append(os.path.realpath(entry.path))
+    return roots

@@ -9,6 +9,8 @@ CLIPLoader's, the VAE like VAELoader's. So LoRA, ControlNet, offloading and ever
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,10 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..llmga_core.errors import LLMGAInputError
+from ..llmga_core.errors import LLMGAInputError, clean_message, pickle_refusal
 from ..llmga_core.sd import SDFolder, WeightFiles, inspect_folder, ldm_unet_config
 from ._errors import user_errors
-from .model_folders import find_model_dir, is_plain_name, list_model_dirs
+from .model_folders import allowed_roots, find_model_dir, is_plain_name, list_model_dirs
 
 FOLDER_TYPE = "diffusers"  # ComfyUI's own models/diffusers (extra_model_paths.yaml key: diffusers)
 MARKERS = ("model_index.json", os.path.join("unet", "config.json"))
@@ -50,7 +52,16 @@ def resolve_folder(name: str) -> Path:
 def _read(weights: WeightFiles) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for file in weights.files:
-        state.update(comfy.utils.load_torch_file(str(file), safe_load=True))  # .bin: weights_only
+        where = f"{file.parent.parent.name}/{file.parent.name}/{file.name}"
+        try:
+            state.update(comfy.utils.load_torch_file(str(file), safe_load=True))  # .bin: weights_only
+        except pickle.UnpicklingError as err:
+            raise pickle_refusal(where, err) from None
+        except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise LLMGAInputError(
+                f"{where} cannot be read ({type(err).__name__}: {clean_message(str(err))[:160]}); it is corrupt or "
+                "truncated: download that file again."
+            ) from None
     return state
 
 
@@ -79,7 +90,7 @@ def load_unet(folder: SDFolder) -> Any:
 
 def load_folder(path: Path, prefer: str = "full") -> tuple[Any, Any, Any]:
     """MODEL, CLIP and VAE of an LLMGA diffusers folder (the safety checker and scheduler are ignored)."""
-    folder = inspect_folder(path, prefer)  # type: ignore[arg-type]
+    folder = inspect_folder(path, prefer, allowed_roots(FOLDER_TYPE))  # type: ignore[arg-type]
     model = load_unet(folder)
     clip = comfy.sd.load_text_encoder_state_dicts(
         [_read(w) for w in folder.text_encoders],

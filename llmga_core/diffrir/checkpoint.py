@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import LLMGAInputError
+from ..weight_checks import check_weights
 from .network import X1_CONFIG, DiffRIRNet
 from .prior import SCHEDULE_BUFFERS, linear_schedule
 
@@ -49,7 +51,7 @@ def _read_torch(path: Path) -> object:
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise DiffRIRCheckpointError(
                 f"{path.name}: the file contains Python objects other than tensors, so it is not loaded "
-                f"(only weights_only-safe files are accepted). Expected {EXPECTED}."
+                f"(only plain tensors are read; the pack never runs code from a model file). Expected {EXPECTED}."
             ) from None
         raise DiffRIRCheckpointError(f"{path.name}: not a readable PyTorch file (corrupt or truncated).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
@@ -149,6 +151,10 @@ def check_diffrir_state_dict(
     expected = {k: v.shape for k, v in net.state_dict().items()} if net is not None else _expected_shapes()
     hint = _diagnose_other_model(sd)
     unexpected = [k for k in sd if k not in expected]
+    try:  # before the schedule comparison, so an int32 file is named as such, not as a schedule mismatch
+        check_weights(sd, name, everything=True, fix="get the file again")
+    except LLMGAInputError as err:
+        raise DiffRIRCheckpointError(str(err)) from None
     _complete(sd, expected, name)
     missing = [k for k in expected if k not in sd]
     if missing or unexpected:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LLMGAInputError
-from .network import PRIOR_DIM, SIZE_MULTIPLE, DiffRIRNet
+from .network import PRIOR_DIM, SIZE_MULTIPLE, ChannelAttention, DiffRIRNet, GatedFeedForward, _ResBlock
 from .tiling import tile_grid, tile_weight, validate_tiling
 
 # Tiling defaults, from bench/diffrir_tiling.py (seeded synthetic weights; max / mean abs deviation from
@@ -162,6 +162,25 @@ def _run_g_tiled(
     return acc / weight_sum
 
 
+# Modules after which a Cancel is honoured inside one pass of the network: each is a small share of a
+# whole-image pass (a 512x512 image without tiling runs ~100 of them), so Cancel stops within one.
+_CHECKPOINTS = (ChannelAttention, GatedFeedForward, _ResBlock)
+
+
+@contextlib.contextmanager
+def _cancellable(net: DiffRIRNet, check: Callable[[], None] | None) -> Iterator[None]:
+    """Call ``check()`` before every attention, feed-forward and residual block of ``net`` meanwhile."""
+    if check is None:
+        yield
+        return
+    hooks = [m.register_forward_pre_hook(lambda _m, _a: check()) for m in net.modules() if isinstance(m, _CHECKPOINTS)]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def _items(n: int, generated: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> Iterator[tuple]:
     for i in range(n):
         yield (
@@ -193,7 +212,8 @@ def restore(
     ``dtype`` is the compute precision: ``None`` = the network's own; another float type runs under
     ``torch.autocast`` (fp16/bf16 are meant for GPUs). The network runs on its own device.
     ``progress(done, total)`` is called after each tile (or image) processed, ``check_interrupt()``
-    before each; it may raise to abort. Images whose mask is empty come back as the reference without
+    before each and before every block inside the network (so Cancel is prompt without tiling too); it
+    may raise to abort. Images whose mask is empty come back as the reference without
     running the network.
     """
     reference = _check_image("reference", reference)
@@ -231,7 +251,7 @@ def restore(
             progress(done, total)
 
     amp = torch.autocast(device_type=device.type, dtype=dtype) if use_autocast else contextlib.nullcontext()
-    with torch.inference_mode(), amp:
+    with torch.inference_mode(), amp, _cancellable(net, check_interrupt):
         for i, gen, ref, m in _items(n, generated, reference, bin_mask):
             if i not in todo:
                 continue

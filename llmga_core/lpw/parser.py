@@ -13,6 +13,12 @@ float equality and a different rounding order would merge differently.
 Deliberate deviations, only for input on which LLMGA's parser fails: a weight that is not a finite
 number (``(x:.)``, ``(x:1.2.3)``, a 400-digit number) is kept as literal text instead of raising or
 producing ``inf``, and products that would overflow are clamped to the largest float.
+
+Bounded work: text between two bracket events is kept as one piece (its weight history is the same, so
+the result is unchanged), and at most :data:`MAX_NESTING` brackets may be open at once; a deeper prompt
+is refused with :class:`PromptTooDeep` (the original's work grows with nesting x length: 36,000 nested
+brackets took 6 s that nothing could interrupt). So a prompt costs at most ``MAX_NESTING`` weight
+updates per character.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import math
 import re
 import sys
 
+from ..errors import LLMGAInputError
+
+MAX_NESTING = 50  # brackets open at once; real prompts use a handful
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
 
@@ -30,6 +39,10 @@ _ESCAPABLE = frozenset("()[]\\")
 # ``:<number>)`` closes a round bracket with an explicit weight. ``\d`` is Unicode-aware on purpose:
 # the original accepts any digits that Python's float() accepts.
 _WEIGHT_CLOSE = re.compile(r":([+-]?[.\d]+)\)")
+
+
+class PromptTooDeep(LLMGAInputError):
+    """More than MAX_NESTING brackets open at once."""
 
 
 def _finite_float(text: str) -> float | None:
@@ -63,54 +76,79 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
     pieces: list[list] = []  # [text, weight]; mutable because closing brackets rescale them
     open_round: list[int] = []
     open_square: list[int] = []
+    joinable = False  # no bracket opened or closed since the last piece: new text may extend it
+
+    def add(piece: str) -> None:
+        nonlocal joinable
+        if joinable:
+            pieces[-1][0] += piece
+        else:
+            pieces.append([piece, 1.0])
+            joinable = True
+
+    def opened(stack: list[int]) -> None:
+        nonlocal joinable
+        if len(open_round) + len(open_square) >= MAX_NESTING:
+            raise PromptTooDeep(
+                f"The prompt opens more than {MAX_NESTING} brackets inside each other (at character {i}); weighted "
+                "prompts need only a few levels: remove the extra ( or [, or escape literal ones as \\( and \\[."
+            )
+        stack.append(len(pieces))
+        joinable = False
+
+    def closed(stack: list[int], factor: float) -> None:
+        nonlocal joinable
+        _scale(pieces, stack.pop(), factor)
+        joinable = False
+
     i, end = 0, len(text)
     while i < end:
         char = text[i]
         if char == "\\":
             following = text[i + 1] if i + 1 < end else ""
             if following in _ESCAPABLE:
-                pieces.append([following, 1.0])
+                add(following)
                 i += 2
             else:
                 # A lone backslash leaves an empty piece behind, exactly like the original; it only
                 # matters for where later brackets start counting.
-                pieces.append(["", 1.0])
+                add("")
                 i += 1
         elif char == "(":
-            open_round.append(len(pieces))
+            opened(open_round)
             i += 1
         elif char == "[":
-            open_square.append(len(pieces))
+            opened(open_square)
             i += 1
         elif char == ")":
             if open_round:
-                _scale(pieces, open_round.pop(), ROUND_MULTIPLIER)
+                closed(open_round, ROUND_MULTIPLIER)
             else:
-                pieces.append([")", 1.0])
+                add(")")
             i += 1
         elif char == "]":
             if open_square:
-                _scale(pieces, open_square.pop(), SQUARE_MULTIPLIER)
+                closed(open_square, SQUARE_MULTIPLIER)
             else:
-                pieces.append(["]", 1.0])
+                add("]")
             i += 1
         elif char == ":":
             match = _WEIGHT_CLOSE.match(text, i)
             if match is None:
-                pieces.append([":", 1.0])
+                add(":")
                 i += 1
                 continue
             weight = _finite_float(match.group(1)) if open_round else None
             if weight is None:
-                pieces.append([match.group(0), 1.0])
+                add(match.group(0))
             else:
-                _scale(pieces, open_round.pop(), weight)
+                closed(open_round, weight)
             i = match.end()
         else:
             stop = i + 1
             while stop < end and text[stop] not in _SPECIAL:
                 stop += 1
-            pieces.append([text[i:stop], 1.0])
+            add(text[i:stop])
             i = stop
 
     for start in open_round:

@@ -17,14 +17,17 @@ Everything here raises :class:`LLMGAInputError` naming the expected files when a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import pickle
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import LLMGAInputError
+from ..errors import LLMGAInputError, clean_message, pickle_refusal
+from ..safe_paths import check_links, confine
+from ..weight_checks import check_weights
 
 __all__ = [
     "LLM_PREFIX_KEYS",
@@ -123,18 +126,32 @@ class LLMGAFolder:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from the folder; anything else (a list, bad JSON, bad UTF-8) names the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise LLMGAInputError(f"Cannot read {path}: {exc}. {_LAYOUT_HELP}") from exc
+        raise LLMGAInputError(
+            f"{path.parent.name}/{path.name} cannot be read ({str(exc)[:160]}); download that file again. "
+            f"{_LAYOUT_HELP}"
+        ) from None
+    if not isinstance(data, dict):
+        raise LLMGAInputError(
+            f"{path.parent.name}/{path.name} holds a JSON {type(data).__name__}, not an object of settings; "
+            f"download that file again. {_LAYOUT_HELP}"
+        )
+    return data
 
 
-def _shards_from_index(folder: Path, index_name: str) -> tuple[Path, ...]:
+def _shards_from_index(folder: Path, index_name: str, roots: Sequence[str | Path] = ()) -> tuple[Path, ...]:
     index = _read_json(folder / index_name)
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise LLMGAInputError(f"{folder / index_name} has no weight_map. {_LAYOUT_HELP}")
-    shards = tuple(folder / name for name in sorted(set(weight_map.values())))
+        raise LLMGAInputError(f"{folder.name}/{index_name} has no weight_map. {_LAYOUT_HELP}")
+    names = set(weight_map.values())
+    if not all(isinstance(n, str) for n in names):
+        raise LLMGAInputError(f"{folder.name}/{index_name}: weight_map values must be file names. {_LAYOUT_HELP}")
+    source = f"{folder.name}/{index_name}"
+    shards = tuple(confine(n, folder, source=source, key="weight_map", roots=roots) for n in sorted(names))
     missing = [p.name for p in shards if not p.is_file()]
     if missing:
         raise LLMGAInputError(
@@ -144,13 +161,13 @@ def _shards_from_index(folder: Path, index_name: str) -> tuple[Path, ...]:
     return shards
 
 
-def _find_weights(folder: Path) -> tuple[tuple[Path, ...], str]:
+def _find_weights(folder: Path, roots: Sequence[str | Path] = ()) -> tuple[tuple[Path, ...], str]:
     if (folder / _SAFE_INDEX).is_file():
-        return _shards_from_index(folder, _SAFE_INDEX), "safetensors"
+        return _shards_from_index(folder, _SAFE_INDEX, roots), "safetensors"
     if (folder / _SAFE_SINGLE).is_file():
         return (folder / _SAFE_SINGLE,), "safetensors"
     if (folder / _BIN_INDEX).is_file():
-        return _shards_from_index(folder, _BIN_INDEX), "bin"
+        return _shards_from_index(folder, _BIN_INDEX, roots), "bin"
     if (folder / _BIN_SINGLE).is_file():
         return (folder / _BIN_SINGLE,), "bin"
     stray = sorted(p.name for p in folder.glob("*.safetensors"))
@@ -175,11 +192,56 @@ def _find_tokenizer(folder: Path) -> tuple[Path, ...]:
     )
 
 
-def inspect_folder(path: str | Path) -> LLMGAFolder:
-    """Validate an LLMGA folder and list its parts, without reading any weights."""
+def _check_tokenizer_refs(folder: Path, roots: Sequence[str | Path]) -> None:
+    """tokenizer_config.json may name files (``vocab_file``, ``tokenizer_file``, ...) that transformers then
+    opens instead of the folder's own: each must stay inside the folder."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    for key, value in _read_json(path).items():
+        if key.endswith(("_file", "_path", "_dir")) and isinstance(value, str) and value:
+            confine(value, folder, source=f"{folder.name}/tokenizer_config.json", key=key, roots=roots)
+
+
+# generation_config.json fields the pack uses, with the ranges that make sense: (low, high)
+_GENERATION_NUMBERS = {
+    "temperature": (0.0, 100.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, 1_000_000),
+    "repetition_penalty": (1e-6, 100.0),
+    "max_new_tokens": (1, 10_000_000),
+    "max_length": (1, 100_000_000),
+}
+
+
+def _check_generation_config(folder: Path, generation: Mapping[str, Any]) -> None:
+    """The folder's sampling defaults: numbers in range, token ids whole numbers (a hostile or hand-edited
+    file otherwise fails deep inside transformers, or silently samples with nonsense)."""
+    where = f"{folder.name}/generation_config.json"
+    fix = "correct that field or delete the file (the node's own settings then apply)"
+    for key, (low, high) in _GENERATION_NUMBERS.items():
+        value = generation.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise LLMGAInputError(f"{where}: {key} is {value!r}, not a number from {low} to {high}; {fix}.")
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        value = generation.get(key)
+        items = value if isinstance(value, list) else [value]
+        if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
+            raise LLMGAInputError(f"{where}: {key} is {value!r}, not a token id (a whole number, or a list); {fix}.")
+
+
+def inspect_folder(path: str | Path, roots: Sequence[str | Path] = ()) -> LLMGAFolder:
+    """Validate an LLMGA folder and list its parts, without reading any weights.
+
+    Every file read from it, and every path its files name, must stay inside it or inside ``roots``
+    (ComfyUI's MLLM model folders) after symbolic links (llmga_core.safe_paths).
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise LLMGAInputError(f"MLLM folder {folder} does not exist. {_LAYOUT_HELP}")
+    check_links(folder, roots)
     if not (folder / "config.json").is_file():
         raise LLMGAInputError(f"{folder.name}: config.json is missing. {_LAYOUT_HELP}")
     config = _read_json(folder / "config.json")
@@ -195,10 +257,12 @@ def inspect_folder(path: str | Path) -> LLMGAFolder:
         raise LLMGAInputError(
             f"{folder.name}: config.json has no mm_vision_tower, so this is a text-only LLM, not an LLMGA MLLM."
         )
-    weights, fmt = _find_weights(folder)
+    weights, fmt = _find_weights(folder, roots)
     tokenizer_files = _find_tokenizer(folder)
+    _check_tokenizer_refs(folder, roots)
     gen_path = folder / "generation_config.json"
     generation = _read_json(gen_path) if gen_path.is_file() else {}
+    _check_generation_config(folder, generation)
     return LLMGAFolder(
         path=folder,
         config=config,
@@ -219,10 +283,11 @@ def text_config(folder: LLMGAFolder) -> Any:
     fields.pop("vision_tower", None)
     try:
         return AutoConfig.for_model(folder.base_model_type, **fields)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise LLMGAInputError(
-            f"{folder.name}: config.json is not a valid {folder.base_model_type} config: {exc}"
-        ) from exc
+            f"{folder.name}: config.json is not a valid {folder.base_model_type} config "
+            f"({clean_message(str(exc))[:200]}); download config.json again."
+        ) from None
 
 
 def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
@@ -239,8 +304,13 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
             ) from None
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # pickle errors come in many types; weights_only refusals included
-        raise LLMGAInputError(f"{path.name} cannot be read safely as plain tensors ({exc}).") from exc
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: never suggest loosening that
+        raise pickle_refusal(f"{path.parent.name}/{path.name}", exc) from None
+    except Exception as exc:  # corrupt files fail in many types
+        raise LLMGAInputError(
+            f"{path.parent.name}/{path.name} cannot be read as plain tensors ({type(exc).__name__}: "
+            f"{clean_message(str(exc))[:160]}); it is corrupt or truncated: download that file again."
+        ) from None
     if not isinstance(data, dict):
         raise LLMGAInputError(f"{path.name} does not hold a state dict.")
     return data
@@ -250,7 +320,9 @@ def load_state_dict(folder: LLMGAFolder, dtype: torch.dtype | None = None) -> di
     """All tensors of the folder (every shard), optionally cast to ``dtype`` (floating tensors only)."""
     state: dict[str, torch.Tensor] = {}
     for path in folder.weight_files:
-        for key, value in _load_file(path, folder.weight_format).items():
+        tensors = _load_file(path, folder.weight_format)
+        check_weights(tensors, f"{folder.name}/{path.name}", fix=f"download {path.name} again")
+        for key, value in tensors.items():
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
             state[key] = value
@@ -289,5 +361,9 @@ def load_tokenizer(folder: LLMGAFolder, text_cfg: Any | None = None) -> Any:
     }
     try:
         return AutoTokenizer.from_pretrained(str(folder.path), **kwargs)
-    except (OSError, ValueError) as exc:
-        raise LLMGAInputError(f"{folder.name}: the tokenizer files cannot be loaded ({exc}). {_LAYOUT_HELP}") from exc
+    except Exception as exc:  # the tokenizers library raises bare Exceptions for damaged files
+        detail = clean_message(str(exc)).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise LLMGAInputError(
+            f"{folder.name}: the tokenizer files cannot be loaded ({detail}); they are damaged or incomplete: "
+            f"download them again. {_LAYOUT_HELP}"
+        ) from None

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..errors import LLMGAInputError
+from ..errors import LLMGAInputError, clean_message
 from .model import LLMGAModel, LoadedMLLM
 from .tokenize import tokenizer_input_ids
 
@@ -99,7 +99,13 @@ def build_generation_config(
     from transformers import GenerationConfig
 
     known = {k: v for k, v in defaults.items() if k not in ("transformers_version", "_from_model_config")}
-    cfg = GenerationConfig(**known)
+    try:
+        cfg = GenerationConfig(**known)
+    except (ValueError, TypeError) as exc:
+        raise LLMGAInputError(
+            f"The model folder's generation_config.json is not valid ({clean_message(str(exc))[:200]}); correct or "
+            "delete that file."
+        ) from None
     cfg.max_length = None  # max_new_tokens rules; a stored max_length (e.g. 4096) must not cut earlier
     cfg.max_new_tokens = settings.max_new_tokens
     cfg.use_cache = True

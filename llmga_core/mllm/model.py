@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import LLMGAInputError
+from ..errors import LLMGAInputError, clean_message
+from ..safe_paths import UnsafePathError, check_links, confine
 from .checkpoint import (
     LLMGAFolder,
     _load_file,
@@ -154,6 +155,19 @@ def vision_config_from_weights(
     return cfg
 
 
+def _clip_config(folder: Path) -> dict[str, Any]:
+    """A CLIP folder's vision config; an unreadable or odd config.json names the file."""
+    from transformers import CLIPVisionConfig
+
+    try:
+        return CLIPVisionConfig.from_pretrained(str(folder), local_files_only=True).to_dict()
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise LLMGAInputError(
+            f"{folder.name}/config.json is not a readable CLIP config ({type(exc).__name__}); download that "
+            f"folder again. {_VISION_HELP}"
+        ) from None
+
+
 def _vision_from_folder(folder: Path) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:
     """Config (or None) and vision weights of a CLIP folder or single weight file (models/clip_vision)."""
     cfg = None
@@ -161,9 +175,7 @@ def _vision_from_folder(folder: Path) -> tuple[dict[str, Any] | None, dict[str, 
         files = [folder]
     else:
         if (folder / "config.json").is_file():
-            from transformers import CLIPVisionConfig
-
-            cfg = CLIPVisionConfig.from_pretrained(str(folder), local_files_only=True).to_dict()
+            cfg = _clip_config(folder)
         files = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()][:1]
     if not files:
         raise LLMGAInputError(f"No CLIP weights (model.safetensors or pytorch_model.bin) in {folder}. {_VISION_HELP}")
@@ -175,28 +187,58 @@ def _vision_from_folder(folder: Path) -> tuple[dict[str, Any] | None, dict[str, 
     return cfg, vision
 
 
+def _local_tower(folder: LLMGAFolder, tower: str, has_weights: bool, tower_roots: Sequence[str | Path]) -> Path | None:
+    """``mm_vision_tower`` as a folder inside the MLLM folder or ComfyUI's clip_vision folders, else None.
+
+    A Hub id (``openai/clip-vit-large-patch14-336``) is looked up there too, never relative to the working
+    directory. A path leading elsewhere is refused when the tower is needed from it, and ignored (nothing
+    is read from it) when the checkpoint holds the tower weights itself.
+    """
+    if tower in KNOWN_VISION_TOWERS and has_weights:
+        return None
+    try:
+        local = confine(
+            tower,
+            folder.path,
+            source=f"{folder.name}/config.json",
+            key="mm_vision_tower",
+            roots=tower_roots,
+            search_roots=True,
+        )
+    except UnsafePathError as err:
+        if has_weights:
+            log.warning("LLMGA: %s (ignored: the checkpoint holds the tower weights)", err)
+            return None
+        raise
+    return local if local.exists() else None
+
+
 def _resolve_vision(
-    folder: LLMGAFolder, vision: dict[str, torch.Tensor], clip_vision: str | Path | None
+    folder: LLMGAFolder,
+    vision: dict[str, torch.Tensor],
+    clip_vision: str | Path | None,
+    tower_roots: Sequence[str | Path] = (),
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
     """Pick the tower weights and config: the checkpoint's own, else ``clip_vision``, else a local
-    ``mm_vision_tower`` folder. Returns (config dict, weights, where they came from)."""
+    ``mm_vision_tower`` folder (confined to the MLLM folder and ``tower_roots``). Returns (config dict,
+    weights, where they came from)."""
     tower = str(folder.mm["mm_vision_tower"])
-    local = Path(tower)
+    vision = _clean_vision_keys(vision)
+    local = _local_tower(folder, tower, bool(vision), tower_roots)
     base = KNOWN_VISION_TOWERS.get(tower)
     cfg: dict[str, Any] | None = None
-    if local.is_dir() and (local / "config.json").is_file():
-        from transformers import CLIPVisionConfig
-
-        cfg = CLIPVisionConfig.from_pretrained(str(local), local_files_only=True).to_dict()
-    vision = _clean_vision_keys(vision)
+    if local is not None and local.is_dir() and (local / "config.json").is_file():
+        cfg = _clip_config(local)
     source = "checkpoint"
     if not vision:
-        source = str(clip_vision) if clip_vision is not None else str(local) if local.exists() else ""
+        source = str(clip_vision) if clip_vision is not None else str(local) if local is not None else ""
         if not source:
             raise LLMGAInputError(
                 f"{folder.name} has no vision tower weights (model.vision_tower.vision_tower.vision_model.*) and "
                 f"its mm_vision_tower {tower!r} is not a local folder. {_VISION_HELP}"
             )
+        if clip_vision is None and Path(source).is_dir():
+            check_links(source, [folder.path, *tower_roots])  # the tower folder's own files stay inside too
         cfg_found, vision = _vision_from_folder(Path(source))
         cfg = cfg_found or cfg
     if cfg is None:
@@ -356,6 +398,26 @@ class LoadedMLLM:
         return self.model.settings.clip_preprocess
 
 
+def _mismatch(what: str, exc: BaseException, build: Any, state: Mapping[str, torch.Tensor]) -> LLMGAInputError:
+    """transformers' size-check failure as a message naming the first tensor that disagrees (and never its
+    advice to ignore the mismatch: a model built from mismatched sizes computes garbage). ``build()`` makes
+    the configured model, which is built on the meta device here to read its shapes."""
+    detail = clean_message(str(exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    try:
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in build().state_dict().items()}
+    except Exception:  # the config cannot even build a model: transformers' own words are all there is
+        expected = {}
+    for key, value in state.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key]):
+            detail = f"{key} is {list(value.shape)} in the weights but {list(expected[key])} by the config"
+            break
+    return LLMGAInputError(
+        f"{what} do not match ({detail}); the folder mixes files of different models: download config.json and "
+        "the weights of one release again."
+    )
+
+
 def _load_llm(folder: LLMGAFolder, llm_state: dict[str, torch.Tensor], dtype: torch.dtype) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
@@ -366,9 +428,12 @@ def _load_llm(folder: LLMGAFolder, llm_state: dict[str, torch.Tensor], dtype: to
     if "model.embed_tokens.weight" not in llm_state:
         raise LLMGAInputError(f"{folder.name}: the weights have no model.embed_tokens.weight; not an LLMGA MLLM.")
     model_cls = AutoModelForCausalLM._model_mapping[type(cfg)]
-    model, info = model_cls.from_pretrained(
-        None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True
-    )
+    try:
+        model, info = model_cls.from_pretrained(
+            None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True
+        )
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise _mismatch(f"{folder.name}: config.json and the weights", exc, lambda: model_cls(cfg), llm_state) from None
     missing = [k for k in info.get("missing_keys", ()) if k != "lm_head.weight"]
     if missing:
         raise LLMGAInputError(
@@ -382,9 +447,12 @@ def _load_vision(cfg: dict[str, Any], vision: dict[str, torch.Tensor], dtype: to
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     config = CLIPVisionConfig(**{k: v for k, v in cfg.items() if k not in ("model_type", "transformers_version")})
-    tower, info = CLIPVisionModel.from_pretrained(
-        None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
-    )
+    try:
+        tower, info = CLIPVisionModel.from_pretrained(
+            None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
+        )
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise _mismatch("The CLIP vision config and weights", exc, lambda: CLIPVisionModel(config), vision) from None
     if info.get("missing_keys"):
         raise LLMGAInputError(f"The CLIP vision weights lack {sorted(info['missing_keys'])[:3]}. {_VISION_HELP}")
     return tower.eval().requires_grad_(False)
@@ -397,17 +465,21 @@ def load_mllm(
     clip_vision: str | Path | None = None,
     device: torch.device | str = "cpu",
     with_vision: bool = True,
+    roots: Sequence[str | Path] = (),
+    tower_roots: Sequence[str | Path] = (),
 ) -> LoadedMLLM:
     """Load an LLMGA folder offline into a :class:`LoadedMLLM`.
 
     ``dtype`` is the LLM + projector dtype, ``vision_dtype`` the tower's (default: ``dtype``; the
     original CLI keeps the tower fp32 under an fp16 LLM). ``clip_vision`` is a CLIP folder or file used
     when the checkpoint has no tower weights (e.g. ComfyUI's models/clip_vision/...).
-    ``with_vision=False`` skips the tower (text-only use).
+    ``with_vision=False`` skips the tower (text-only use). ``roots`` are the model folders the MLLM
+    folder's files may link into, ``tower_roots`` where a local ``mm_vision_tower`` may be (ComfyUI's
+    clip_vision folders); the folder itself is always allowed (llmga_core.safe_paths).
     """
     import transformers
 
-    folder = inspect_folder(path)
+    folder = inspect_folder(path, roots)
     mm = folder.mm
     state = load_state_dict(folder)
     llm_state, vision_state, proj_state = split_state_dict(state)
@@ -428,7 +500,7 @@ def load_mllm(
         vision_source = "none"
         image_size = 336
         if with_vision:
-            vcfg, vision_state, vision_source = _resolve_vision(folder, vision_state, clip_vision)
+            vcfg, vision_state, vision_source = _resolve_vision(folder, vision_state, clip_vision, tower_roots)
             tower = _load_vision(vcfg, vision_state, vision_dtype or dtype)
             image_size = int(vcfg["image_size"])
     finally:

@@ -24,12 +24,14 @@ from ..mllm.generate import GenerationResult, TokenCallback
 from .endpoint import DEFAULT_API_KEY_ENV, LLAMA_CPP, Endpoint
 from .errors import RemoteCancelled, RemoteMLLMError
 from .requests_body import completion_request, openai_chat_request
-from .sse import sse_data
+from .sse import EventTooLarge, sse_data
 
 __all__ = ["RemoteMLLM"]
 
 POLL_S = 0.05  # how often the watcher looks at should_stop
 _ERROR_BODY_CHARS = 300
+MAX_JSON_BYTES = 4 << 20  # /v1/models, /props: a few KB from a real engine
+MAX_STREAM_BYTES = 64 << 20  # a whole streamed reply (4096 tokens at ~1 KB per event is 4 MB)
 _LLAMA_STOP = {"eos": "eos", "word": "stop_string", "limit": "max_new_tokens"}
 _OPENAI_STOP = {"length": "max_new_tokens", "stop": "eos"}
 
@@ -150,8 +152,18 @@ class RemoteMLLM:
         )
 
     def _get_json(self, path: str, should_stop: Callable[[], bool] | None = None) -> Any:
-        with self._exchange("GET", path, should_stop=should_stop) as (response, _):
-            raw = response.read()
+        with self._exchange("GET", path, should_stop=should_stop) as (response, watcher):
+            try:
+                raw = response.read(MAX_JSON_BYTES + 1)
+            except (http.client.HTTPException, OSError) as err:
+                if watcher.fired:
+                    raise RemoteCancelled from None
+                raise self._transport_error(err, waiting="answer") from err
+        if len(raw) > MAX_JSON_BYTES:
+            raise RemoteMLLMError(
+                f"The {self._where()} answered {path} with more than {MAX_JSON_BYTES >> 20} MB: is this the right "
+                f"server and engine ({self.endpoint.engine})?"
+            )
         try:
             return json.loads(raw)
         except ValueError as err:
@@ -165,10 +177,21 @@ class RemoteMLLM:
     def served_models(self, should_stop: Callable[[], bool] | None = None) -> list[str]:
         """Model ids (and aliases) from ``/v1/models``."""
         payload = self._get_json("/v1/models", should_stop)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise RemoteMLLMError(
+                f"The {self._where()} answered /v1/models without a list of models ({_shape(payload)}): is this "
+                f"an OpenAI-compatible server of the chosen engine ({self.endpoint.engine})?"
+            )
         names: list[str] = []
-        for entry in payload.get("data", []) if isinstance(payload, dict) else []:
-            names.append(str(entry.get("id", "")))
-            names.extend(str(a) for a in entry.get("aliases", []) or [])
+        for entry in data:
+            if not isinstance(entry, dict):
+                continue  # entries of other shapes name no model
+            if isinstance(entry.get("id"), str):
+                names.append(entry["id"])
+            aliases = entry.get("aliases")
+            if isinstance(aliases, list):
+                names.extend(a for a in aliases if isinstance(a, str))
         return [n for n in names if n]
 
     def check_model(self, should_stop: Callable[[], bool] | None = None) -> None:
@@ -184,8 +207,15 @@ class RemoteMLLM:
     def llama_props(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         props = self._get_json("/props", should_stop)
         if not isinstance(props, dict):
-            raise RemoteMLLMError(f"The {self._where()} gave no /props: is it llama.cpp's server?")
-        return props
+            raise RemoteMLLMError(
+                f"The {self._where()} gave no /props object ({_shape(props)}): is it llama.cpp's server?"
+            )
+        # only well-typed fields are used: a field of another type counts as absent
+        kept = {k: v for k, v in props.items() if k in ("media_marker", "eos_token") and isinstance(v, str)}
+        modalities = props.get("modalities")
+        if isinstance(modalities, dict):
+            kept["modalities"] = {"vision": modalities.get("vision") is True}
+        return kept
 
     # ---------------------------------------------------------------- generation
 
@@ -223,30 +253,81 @@ class RemoteMLLM:
             path = "/v1/chat/completions"
         probe_s = time.perf_counter() - start
         result = GenerationResult([], "", "max_new_tokens", 0, extra={"probe_s": probe_s})
+        limit = int(settings.max_new_tokens)
+        finished = False  # the engine's own end of reply (stop event / finish_reason) was seen
         with self._exchange("POST", path, body, should_stop) as (response, watcher):
             try:
-                for data in sse_data(iter(lambda: response.read1(65536), b"")):
+                for data in sse_data(_capped(response, MAX_STREAM_BYTES)):
                     if data.strip() == "[DONE]":
                         break
                     event = self._decode_event(data)
-                    if self.endpoint.engine == LLAMA_CPP:
-                        done = self._llama_event(event, result, props)
-                    else:
-                        done = self._openai_event(event, result)
+                    pieces = len(result.token_ids), len(result.text)
+                    try:
+                        if self.endpoint.engine == LLAMA_CPP:
+                            done = self._llama_event(event, result, props)
+                        else:
+                            done = self._openai_event(event, result)
+                    except (TypeError, ValueError, AttributeError) as err:
+                        raise RemoteMLLMError(
+                            f"The {self._where()} streamed an event of an unexpected shape ({type(err).__name__}): "
+                            f"is the engine setting right ({self.endpoint.engine})?"
+                        ) from None
+                    finished = finished or done or bool(result.extra.get("finish_reason"))
+                    self._count(result, pieces)
+                    if not done and result.extra["generated"] > limit:  # the server ignores max_new_tokens
+                        self._cut(result, limit)
+                        finished = True
+                        break
                     if result.first_token_s is None and (result.text or result.token_ids):
                         result.first_token_s = time.perf_counter() - start
                     if on_token is not None and not done:
                         on_token(result.token_ids[-1] if result.token_ids else -1, result.text)
                     if done:
                         break
+            except EventTooLarge as err:
+                raise RemoteMLLMError(
+                    f"The {self._where()} sent {err}; a real engine streams small events: is this the right server?"
+                ) from None
             except (http.client.HTTPException, OSError, UnicodeDecodeError) as err:
                 if watcher.fired:
                     raise RemoteCancelled from None
                 raise self._transport_error(err, waiting="tokens") from err
             if watcher.fired:
                 raise RemoteCancelled
+        if not finished:
+            raise RemoteMLLMError(
+                f"The {self._where()} ended the reply without its end-of-reply event after {len(result.text)} "
+                "characters, so the reply may be cut short: check the server's log (it may have crashed or been "
+                "restarted) and run the prompt again."
+            )
+        for key in ("finish_reason", "generated", "ends"):
+            result.extra.pop(key, None)
         result.total_s = time.perf_counter() - start
         return result
+
+    @staticmethod
+    def _count(result: GenerationResult, before: tuple[int, int]) -> None:
+        """Tokens generated so far: the ids the event carried, else one per event that added text."""
+        ids, chars = before
+        added = len(result.token_ids) - ids or (1 if len(result.text) > chars else 0)
+        result.extra["generated"] = result.extra.get("generated", 0) + added
+        result.extra.setdefault("ends", []).append((len(result.token_ids), len(result.text)))
+
+    @staticmethod
+    def _cut(result: GenerationResult, limit: int) -> None:
+        """Keep the reply as it was after ``limit`` tokens (one event per token, or ids per event)."""
+        ends = result.extra.pop("ends")
+        total = 0
+        keep = (0, 0)
+        for n, (ids, chars) in enumerate(ends):
+            step = ids - (ends[n - 1][0] if n else 0) or 1
+            if total + step > limit:
+                break
+            total += step
+            keep = (ids, chars)
+        del result.token_ids[keep[0] :]
+        result.text = result.text[: keep[1]]
+        result.stop_reason = "max_new_tokens"
 
     def _decode_event(self, data: str) -> dict[str, Any]:
         try:
@@ -299,10 +380,28 @@ class RemoteMLLM:
         finish = choice.get("finish_reason")
         if not finish:
             return False
+        result.extra["finish_reason"] = str(finish)
         result.stop_reason = _OPENAI_STOP.get(str(finish), "eos")
         if finish == "stop" and isinstance(choice.get("stop_reason"), str):
             result.stop_reason = "stop_string"
         return False  # the server still sends usage and [DONE]
+
+
+def _capped(response: http.client.HTTPResponse, limit: int) -> Iterator[bytes]:
+    """The response's chunks as they arrive, failing once more than ``limit`` bytes came."""
+    total = 0
+    while chunk := response.read1(65536):
+        total += len(chunk)
+        if total > limit:
+            raise EventTooLarge(f"a reply of more than {limit >> 20} MB")
+        yield chunk
+
+
+def _shape(payload: Any) -> str:
+    """What a JSON answer was, for a message (never its content: it may be large or hostile)."""
+    if isinstance(payload, dict):
+        return f"an object with keys {', '.join(sorted(map(str, payload))[:5]) or 'none'}"
+    return f"a JSON {type(payload).__name__}"
 
 
 def _error_text(raw: bytes) -> str:

@@ -9,11 +9,13 @@ diffusers UNet config into the LDM layout description ComfyUI's key converter ne
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import LLMGAInputError
+from ..safe_paths import check_links, confine
 
 Precision = Literal["full", "fp16"]
 PREFERENCES: tuple[Precision, ...] = ("full", "fp16")
@@ -56,19 +58,28 @@ def _variant(name: str, fp16: bool) -> str:
     return f"{stem}.fp16.{suffix}"
 
 
-def _shards(index: Path) -> tuple[Path, ...]:
+def _shards(index: Path, roots: Sequence[str | Path] = ()) -> tuple[Path, ...]:
     try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (OSError, ValueError, KeyError) as err:
-        raise LLMGAInputError(f"{index} is not a readable weight index ({err}); download it again.") from None
-    files = tuple(index.parent / name for name in sorted(set(weight_map.values())))
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise LLMGAInputError(
+            f"{index.parent.name}/{index.name} is not a readable weight index ({type(err).__name__}); download it "
+            "again."
+        ) from None
+    if not all(isinstance(n, str) for n in names):
+        raise LLMGAInputError(f"{index.parent.name}/{index.name}: weight_map values must be file names.")
+    source = f"{index.parent.parent.name}/{index.parent.name}/{index.name}"
+    files = tuple(confine(n, index.parent, source=source, key="weight_map", roots=roots) for n in names)
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise LLMGAInputError(f"{index.parent} lacks the shards {', '.join(missing)} listed in {index.name}.")
     return files
 
 
-def pick_weights(folder: Path, stems: tuple[str, ...], prefer: Precision = "full") -> WeightFiles | None:
+def pick_weights(
+    folder: Path, stems: tuple[str, ...], prefer: Precision = "full", roots: Sequence[str | Path] = ()
+) -> WeightFiles | None:
     """The weights to read in ``folder``: safetensors before pickles, then the preferred precision.
 
     Full precision is preferred by default: ComfyUI casts weights to its compute dtype anyway, so the
@@ -84,7 +95,7 @@ def pick_weights(folder: Path, stems: tuple[str, ...], prefer: Precision = "full
                     return WeightFiles((single,), fp16, pickle)
                 index = folder / _variant(f"{stem}{suffix}.index.json", fp16)
                 if index.is_file():
-                    return WeightFiles(_shards(index), fp16, pickle)
+                    return WeightFiles(_shards(index, roots), fp16, pickle)
     return None
 
 
@@ -130,25 +141,63 @@ def _family(path: Path, config: dict[str, Any]) -> Literal["sd15", "sdxl"]:
     )
 
 
-def _required(path: Path, part: str, stems: tuple[str, ...], prefer: Precision) -> WeightFiles:
-    found = pick_weights(path / part, stems, prefer)
+def _check_unet_config(path: Path, config: Any) -> None:
+    """The fields the layout is computed from have the types and sizes diffusers writes; a hand-edited or
+    hostile config gets a message naming the file and field instead of a Python error deep inside."""
+    where = f"{path.name}/unet/config.json"
+    fix = "download that file again (it must match the folder's UNet weights)."
+    if not isinstance(config, dict):
+        raise LLMGAInputError(f"{where} holds a JSON {type(config).__name__}, not an object of settings; {fix}")
+    widths = config.get("block_out_channels")
+    if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and 0 < w <= 16384 for w in widths):
+        raise LLMGAInputError(f"{where}: block_out_channels must be a non-empty list of positive widths; {fix}")
+    blocks = len(widths)
+    for key in ("down_block_types", "up_block_types"):
+        value = config.get(key)
+        if not isinstance(value, list) or len(value) != blocks or not all(isinstance(v, str) for v in value):
+            raise LLMGAInputError(f"{where}: {key} must list one block type per block_out_channels entry; {fix}")
+    for key in ("layers_per_block", "transformer_layers_per_block", "num_attention_heads", "attention_head_dim"):
+        value = config.get(key)
+        items = value if isinstance(value, list) else [value]
+        if value is None and key != "layers_per_block":
+            continue
+        if (isinstance(value, list) and len(value) != blocks) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in items if v is not None
+        ):
+            raise LLMGAInputError(f"{where}: {key} must be a positive whole number or one per block; {fix}")
+    for key in ("in_channels", "out_channels", "cross_attention_dim"):
+        value = config.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 65536):
+            raise LLMGAInputError(f"{where}: {key} must be a positive whole number; {fix}")
+
+
+def _required(
+    path: Path, part: str, stems: tuple[str, ...], prefer: Precision, roots: Sequence[str | Path]
+) -> WeightFiles:
+    found = pick_weights(path / part, stems, prefer, roots)
     if found is None:
         names = " or ".join(f"{s}[.fp16].safetensors" for s in stems)
         raise LLMGAInputError(f"{path.name}/{part} has no {names}; download the folder's {part} weights.")
     return found
 
 
-def inspect_folder(path: Path, prefer: Precision = "full") -> SDFolder:
-    """Classify ``path`` and pick its weight files; a clear error for anything that is not LLMGA's kind."""
+def inspect_folder(path: Path, prefer: Precision = "full", roots: Sequence[str | Path] = ()) -> SDFolder:
+    """Classify ``path`` and pick its weight files; a clear error for anything that is not LLMGA's kind.
+
+    Every file read from the folder and every shard an index names must stay inside it or inside
+    ``roots`` (ComfyUI's diffusers folders) after symbolic links (llmga_core.safe_paths)."""
+    if path.is_dir():
+        check_links(path, roots, depth=2)
     config_file = path / "unet" / "config.json"
     if not config_file.is_file():
         raise LLMGAInputError(
             f"{path.name} is {_found(path)}, with no unet/config.json; this loader reads {_SUPPORTED}."
         )
     try:
-        config = json.loads(config_file.read_text())
-    except ValueError as err:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
         raise LLMGAInputError(f"{path.name}/unet/config.json is not valid JSON ({err}); download it again.") from None
+    _check_unet_config(path, config)
     family = _family(path, config)
     in_channels = int(config.get("in_channels", 4))
     if in_channels not in (4, 9):
@@ -166,9 +215,9 @@ def inspect_folder(path: Path, prefer: Precision = "full") -> SDFolder:
         family=family,
         inpaint=in_channels == 9,
         unet_config=config,
-        unet=_required(path, "unet", _UNET_STEMS, prefer),
-        text_encoders=tuple(_required(path, part, _TEXT_STEMS, prefer) for part in encoders),
-        vae=_required(path, "vae", _UNET_STEMS, prefer),
+        unet=_required(path, "unet", _UNET_STEMS, prefer, roots),
+        text_encoders=tuple(_required(path, part, _TEXT_STEMS, prefer, roots) for part in encoders),
+        vae=_required(path, "vae", _UNET_STEMS, prefer, roots),
     )
 
 

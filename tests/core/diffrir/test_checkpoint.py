@@ -181,3 +181,14 @@ def test_missing_file_and_unknown_suffix(tmp_path) -> None:
     (tmp_path / "w.onnx").write_bytes(b"x")
     with pytest.raises(DiffRIRCheckpointError, match="unknown file type"):
         read_diffrir_state_dict(tmp_path / "w.onnx")
+
+
+def test_integer_and_non_finite_weights_are_named(weights) -> None:
+    as_int = {k: v.to(torch.int32) for k, v in weights.items()}  # a wrongly converted file
+    msg = _sd_error(as_int)
+    assert "is stored as int32" in msg and "schedule" not in msg
+    poisoned = dict(weights)
+    norm = next(k for k in poisoned if "norm" in k and k.endswith("weight"))
+    poisoned[norm] = poisoned[norm].clone()
+    poisoned[norm][0] = float("nan")
+    assert f"{norm} holds 1 NaN or infinite values" in _sd_error(poisoned)

@@ -133,7 +133,7 @@ def test_tiled_close_to_untiled_and_reports_progress(net) -> None:
     assert diff.mean() < TILED_MEAN_BOUND and diff.max() < TILED_MAX_BOUND
     assert diff.max() > 0  # it really ran tiled
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert len(interrupts) == 4
+    assert len(interrupts) > 4 * 50  # before each tile and before every block inside each pass (issue 19)
 
 
 def test_interrupt_stops_between_tiles(net) -> None:

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,3 +140,19 @@ def test_fuzz_never_crashes_and_weights_are_finite(text: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="()[]\\"), max_size=60))
 def test_fuzz_bracket_free_text_is_unchanged(text: str) -> None:
     assert parse_attention(text) == [(text, 1.0)]
+
+
+def test_nesting_is_bounded_with_a_clear_error() -> None:
+    from llmga_core.lpw.parser import MAX_NESTING, PromptTooDeep
+
+    deepest = "(" * (MAX_NESTING - 1) + "[a]" + ")" * (MAX_NESTING - 1)
+    assert parse_attention(deepest)[0][0] == "a"
+    with pytest.raises(PromptTooDeep, match=f"more than {MAX_NESTING} brackets"):
+        parse_attention("(" * 18000 + "a" + ")" * 18000)  # 36k characters: 6 s before the bound
+    with pytest.raises(PromptTooDeep):
+        parse_attention("[" * 60 + "a")  # unclosed brackets count too
+
+
+def test_text_between_bracket_events_is_one_piece_with_the_same_result() -> None:
+    # many plain pieces (escapes, stray closers, colons) inside one bracket: one weight, merged as before
+    assert parse_attention("(a\\(b\\)c:d]e\\x)") == [("a(b)c:d]ex", pytest.approx(1.1))]

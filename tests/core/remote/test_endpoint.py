@@ -60,3 +60,27 @@ def test_api_key_comes_from_the_named_variable_and_stays_out_of_repr(monkeypatch
     assert api_key_from_env("") is None
     with pytest.raises(LLMGAInputError, match="environment variable name"):
         api_key_from_env("sk-abc.def")
+
+
+@pytest.mark.parametrize("name", ["HOME", "AWS_SECRET_ACCESS_KEY", "PATH", "LLMGA_ALLOWED_KEY_ENVS"])
+def test_a_workflow_may_name_only_llmga_variables(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-send")
+    with pytest.raises(LLMGAInputError, match=r"starts with LLMGA_") as err:
+        api_key_from_env(name)
+    assert "do-not-send" not in str(err.value)
+
+
+def test_the_server_admin_can_allow_more_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-allowed")
+    monkeypatch.setenv("LLMGA_ALLOWED_KEY_ENVS", " OPENAI_API_KEY , OTHER")
+    assert api_key_from_env("OPENAI_API_KEY") == "sk-allowed"
+    with pytest.raises(LLMGAInputError):
+        api_key_from_env("HOME")
+
+
+def test_the_key_is_sent_only_over_https_or_to_this_machine() -> None:
+    from llmga_core.remote import Endpoint
+
+    assert Endpoint("https://llmga.example.com", "vllm", "m", api_key="k").headers() == {"Authorization": "Bearer k"}
+    assert Endpoint("http://[::1]:8080", "vllm", "m", api_key="k").headers() == {"Authorization": "Bearer k"}
+    assert Endpoint("http://llmga.example.com", "vllm", "m", api_key="k").headers() == {}

@@ -152,3 +152,22 @@ def test_sharded_weights_follow_the_index(tmp_path: Path) -> None:
     (tmp_path / "u" / shards[1]).unlink()
     with pytest.raises(LLMGAInputError, match="lacks the shards"):
         pick_weights(tmp_path / "u", ("diffusion_pytorch_model",))
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ([1, 2], "unet/config.json holds a JSON list"),
+        ({**SD15, "block_out_channels": []}, "block_out_channels must be a non-empty list"),
+        ({**SD15, "block_out_channels": [320, "x"]}, "block_out_channels must be a non-empty list"),
+        ({**SD15, "down_block_types": ["DownBlock2D"]}, "down_block_types must list one block type"),
+        ({**SD15, "layers_per_block": -1}, "layers_per_block must be a positive whole number"),
+        ({**SD15, "attention_head_dim": [8, 8]}, "attention_head_dim must be a positive whole number"),
+        ({**SD15, "in_channels": "4"}, "in_channels must be a positive whole number"),
+    ],
+)
+def test_hostile_unet_configs_name_the_file_and_field(tmp_path: Path, config: object, expected: str) -> None:
+    root = full_folder(tmp_path / "m", SD15)
+    (root / "unet" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LLMGAInputError, match=expected):
+        inspect_folder(root)
