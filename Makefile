@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 COMFY = $(shell cat .cache/comfyui_path)
 
-.PHONY: setup run test test-core test-host test-e2e lint bench clean-fixtures models
+.PHONY: setup setup-compat run test test-core test-host test-e2e lint bench clean-fixtures models
 
 setup:
 	@bash scripts/setup_host.sh
@@ -19,19 +19,23 @@ run: setup
 	cd "$(COMFY)" && exec "$(CURDIR)/$(PY)" main.py --listen $(HOST) --port $(PORT) \
 		$$("$(CURDIR)/$(PY)" -c 'import torch; print("" if torch.cuda.is_available() else "--cpu")') $(COMFY_ARGS)
 
+# The older ComfyUIs (0.16.3, 0.18.2) and the newest frontend the compatibility tests run against.
+setup-compat: setup
+	@bash scripts/setup_compat.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint setup-compat
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-core: setup
 	$(PY) -m pytest tests/core $(PYTEST_ARGS)
 
-test-host: setup
+test-host: setup setup-compat
 	$(PY) -m pytest tests/host $(PYTEST_ARGS)
 
-test-e2e: setup
+test-e2e: setup setup-compat
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # The CPU benchmark set (ratios side by side; results in bench/results/*.json, figures in BENCHMARKS.md).

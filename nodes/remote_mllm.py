@@ -24,6 +24,7 @@ from ..llmga_core.remote import (
     parse_endpoint,
     png_bytes,
 )
+from . import _compat as compat
 from . import runtime
 from ._errors import LLMGANodeError, user_errors
 from .mllm import MLLMSocket
@@ -131,7 +132,7 @@ class LLMGARemoteMLLM(io.ComfyNode):
                     max=1024,
                     tooltip="The model's CLIP input size: 336 for the released LLMGA models (224 for the old "
                     "llama-2 release).",
-                    advanced=True,
+                    **compat.ADVANCED,
                 ),
             ],
             outputs=[MLLMSocket.Output(display_name="mllm", tooltip="The served LLMGA assistant.")],

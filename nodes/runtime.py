@@ -13,6 +13,8 @@ import comfy.model_patcher
 import comfy.utils
 import torch
 
+from . import _compat as compat
+
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -59,11 +61,6 @@ def progress_callback(total: int) -> Callable[[int, int], None]:
 
 
 def stream_text(node_id: str | None, text: str) -> None:
-    """Show ``text`` on the running node while it is produced (the frontend's progress_text event)."""
-    if node_id is None:
-        return
-    from server import PromptServer
-
-    instance = getattr(PromptServer, "instance", None)
-    if instance is not None and hasattr(instance, "send_progress_text"):
-        instance.send_progress_text(text, node_id)
+    """Show ``text`` on the running node while it is produced (where the host has progress text)."""
+    if node_id is not None:
+        compat.send_progress_text(text, node_id)

@@ -30,6 +30,21 @@ def comfyui_dir() -> Path:
     return path
 
 
+# The older ComfyUIs the compatibility tier runs (scripts/setup_compat.sh extracts them from PyPI sdists).
+OLD_HOSTS = ("0.16.3", "0.18.2")
+NEWEST_FRONTEND = "1.58.1"
+
+
+def old_comfyui_dir(version: str) -> Path:
+    """The ComfyUI ``version`` tree under .cache/hosts (not checked)."""
+    return REPO_ROOT / ".cache" / "hosts" / f"ComfyUI-{version}"
+
+
+def newest_frontend_root() -> Path:
+    """The static folder of comfyui-frontend-package NEWEST_FRONTEND (for --front-end-root; not checked)."""
+    return REPO_ROOT / ".cache" / f"frontend-{NEWEST_FRONTEND}" / "comfyui_frontend_package" / "static"
+
+
 def tiny_sd_models() -> Path:
     """Folder with checkpoints/tiny_sd15{,_inpaint}.safetensors and controlnet/tiny_controlnet.safetensors."""
 

@@ -34,11 +34,17 @@ class ComfyServer:
     models: dict[str, Path | list[Path]] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     port: int = 0
+    # the ComfyUI tree to run; None: the test host (comfyui_dir())
+    comfyui: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tree(self) -> Path:
+        return self.comfyui or comfyui_dir()
 
     @property
     def base(self) -> Path:
@@ -72,7 +78,7 @@ class ComfyServer:
         self.port = self.port or free_port()
         return [
             sys.executable,
-            str(comfyui_dir() / "main.py"),
+            str(self.tree / "main.py"),
             "--cpu",
             "--listen",
             "127.0.0.1",
@@ -95,7 +101,7 @@ class ComfyServer:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=comfyui_dir(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command, cwd=self.tree, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
