@@ -11,7 +11,7 @@ from comfy_api.latest import io
 
 from ..llmga_core.diffrir import AUTO_TILE_ABOVE, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, restore
 from ..llmga_core.diffrir.checkpoint import DiffRIRCheckpointError, load_diffrir
-from . import runtime
+from . import _downloads, runtime
 from ._errors import user_errors
 from ._inputs import precision_input, seed_input
 from .model_folders import DIFFRIR
@@ -41,7 +41,7 @@ class LLMGADiffRIRLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "weights",
-                    options=folder_paths.get_filename_list(DIFFRIR),
+                    options=_downloads.with_downloads(folder_paths.get_filename_list(DIFFRIR), "llmga/diffrir"),
                     tooltip=(
                         "A DiffRIR x1 S2 checkpoint in models/llmga/diffrir (from the DiffRIR README's Google "
                         "Drive folder, e.g. the x1 net_g_latest.pth)."
@@ -53,6 +53,7 @@ class LLMGADiffRIRLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, weights: str) -> io.NodeOutput:
+        weights = _downloads.resolve(weights, "LLMGA DiffRIR Loader")
         path = folder_paths.get_full_path_or_raise(DIFFRIR, weights)
         with user_errors("LLMGA DiffRIR Loader", DiffRIRCheckpointError):
             net = load_diffrir(path)

@@ -40,7 +40,7 @@ from ..llmga_core.mllm import (
 )
 from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings, run_turn
 from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
-from . import runtime
+from . import _downloads, runtime
 from ._errors import LLMGANodeError, user_errors
 from ._inputs import precision_input, seed_input
 from .model_folders import MLLM, allowed_roots, find_model_dir, list_model_dirs
@@ -148,7 +148,7 @@ class LLMGAMLLMLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "model",
-                    options=list_model_dirs(MLLM),
+                    options=_downloads.with_downloads(list_model_dirs(MLLM), "llmga/mllm"),
                     tooltip="An LLMGA folder in models/llmga/mllm (keep the released folder name: LLMGA picks "
                     "the chat template from it).",
                 ),
@@ -180,7 +180,7 @@ class LLMGAMLLMLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model: str, vision_tower: str, template: str, precision: str, quantization: str) -> io.NodeOutput:
         _check_quantization(quantization)
-        path = _model_folder(model)
+        path = _model_folder(_downloads.resolve(model, "LLMGA MLLM Loader"))
         clip = (
             None
             if vision_tower == FROM_CHECKPOINT

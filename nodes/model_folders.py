@@ -29,14 +29,17 @@ def register() -> None:
 
 
 def list_model_dirs(name: str, markers: str | tuple[str, ...] = "config.json") -> list[str]:
-    """Sub-folders (one level) of every path of ``name`` that contain one of ``markers``, sorted and unique."""
+    """Sub-folders (one level) of every path of ``name`` that contain one of ``markers``, sorted and unique.
+    Hidden folders (a download still in progress stages in one) are never listed."""
     wanted = (markers,) if isinstance(markers, str) else markers
     found: set[str] = set()
     for root in folder_paths.get_folder_paths(name):
         if not os.path.isdir(root):
             continue
         for entry in os.scandir(root):
-            if entry.is_dir() and any(os.path.isfile(os.path.join(entry.path, m)) for m in wanted):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if any(os.path.isfile(os.path.join(entry.path, m)) for m in wanted):
                 found.add(entry.name)
     return sorted(found)
 

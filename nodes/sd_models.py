@@ -23,6 +23,7 @@ from comfy_api.latest import io
 
 from ..llmga_core.errors import LLMGAInputError, clean_message, pickle_refusal
 from ..llmga_core.sd import SDFolder, WeightFiles, inspect_folder, ldm_unet_config
+from . import _downloads
 from ._errors import user_errors
 from .model_folders import allowed_roots, find_model_dir, is_plain_name, list_model_dirs
 
@@ -117,7 +118,7 @@ class LLMGACheckpointLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "folder",
-                    options=list_folders(),
+                    options=_downloads.with_downloads(list_folders(), "diffusers"),
                     tooltip=(
                         "A diffusers folder in models/diffusers (one with model_index.json or unet/config.json). "
                         "The safety checker, tokenizer and scheduler sub-folders are not used."
@@ -143,6 +144,7 @@ class LLMGACheckpointLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, folder: str, weights: str) -> io.NodeOutput:
+        folder = _downloads.resolve(folder, _TITLE)
         with user_errors(_TITLE):
             if weights not in WEIGHTS:
                 raise LLMGAInputError(f"weights must be one of {', '.join(WEIGHTS)}.")

@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-bash scripts/setup_host.sh >/dev/null
+[ -x "$ROOT/.venv/bin/python" ] || { echo "run make setup first (it builds .venv)" >&2; exit 1; }
 TREE="${1:-$ROOT/.cache/hosts/ComfyUI-0.3.64}"
 [ $# -gt 0 ] && shift  # the rest goes to pytest
 if [ ! -f "$TREE/main.py" ]; then
