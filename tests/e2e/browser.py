@@ -35,6 +35,12 @@ def open_frontend(url: str) -> Iterator[Any]:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.errors = []  # type: ignore[attr-defined]
             page.on("pageerror", lambda err: page.errors.append(str(err)))  # type: ignore[attr-defined]
+            page.console_errors = []  # type: ignore[attr-defined]
+            page.on(  # console.error lines, with where they came from
+                "console",
+                lambda msg: msg.type == "error"
+                and page.console_errors.append(f"{msg.text} @ {msg.location.get('url', '')}"),  # type: ignore[attr-defined]
+            )
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_function(
                 "() => window.app && window.app.graph && window.LiteGraph"
