@@ -108,7 +108,7 @@ def test_a_shipped_workflow_per_family_runs(old_comfy: ComfyClient, stem: str, r
         if node["class_type"] == "LLMGARemoteMLLM":
             engine: LlamaServer = request.getfixturevalue("llama_engine")
             node["inputs"]["endpoint"] = engine.url
-    run = old_comfy.run(prompt)
+    run = old_comfy.run(prompt, timeout=900)  # a first run loads every model on a fresh server
     images = [img for out in run.outputs.values() for img in out.get("images", [])]
     assert images, f"{stem} produced no image"
     for image in images:
