@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import LLMGAInputError
 from .denoiser import Denoiser, EpsFn, Hooks, InterruptFn, ProgressFn, as_denoiser, noise_like
@@ -118,3 +119,16 @@ def diffedit_mask(
         check_interrupt=check_interrupt,
     )
     return threshold_map(guidance, threshold_ratio)
+
+
+def latent_mask(mask: torch.Tensor, image_hw: tuple[int, int], latent_hw: tuple[int, int]) -> torch.Tensor:
+    """An image-size MASK ([B, H, W] or [H, W]) as [B, 1, h, w] 0/1: a latent pixel is edited when half its
+    block is."""
+    m = mask if mask.ndim == 3 else mask.reshape(-1, *mask.shape[-2:])
+    if tuple(m.shape[-2:]) != tuple(image_hw):
+        raise LLMGAInputError(
+            f"the mask is {m.shape[-1]}x{m.shape[-2]} px but the image is {image_hw[1]}x{image_hw[0]}; give a mask "
+            "of the image's size (white = region to edit)."
+        )
+    area = F.interpolate(m[:, None].float().clamp(0, 1), size=latent_hw, mode="area")
+    return (area >= 0.5).float()

@@ -32,10 +32,19 @@ MASK_SCHEDULE_STEPS = 50
 MASK_ENCODE_STRENGTH = 0.5
 
 
+def scaled_linear_alphas_cumprod(beta_start: float, beta_end: float, num_train_timesteps: int) -> torch.Tensor:
+    """ᾱ of a scaled-linear beta schedule in float32, computed as diffusers' schedulers do.
+
+    ComfyUI builds the same schedule in float64 and keeps σ; ᾱ recovered from that σ differs by ~5e-7, enough
+    to move an edited latent past the 1e-4 parity bound, so the edit takes ᾱ from here.
+    """
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
 def sd15_alphas_cumprod() -> torch.Tensor:
     """ᾱ of SD1.5's scaled-linear betas (0.00085..0.012, 1000 steps), in float32 as diffusers computes it."""
-    betas = torch.linspace(SD15_BETA_START**0.5, SD15_BETA_END**0.5, SD15_TRAIN_TIMESTEPS, dtype=torch.float32) ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
+    return scaled_linear_alphas_cumprod(SD15_BETA_START, SD15_BETA_END, SD15_TRAIN_TIMESTEPS)
 
 
 @dataclass(frozen=True)
@@ -144,8 +153,6 @@ def mask_encode_timestep(
             schedule.append(int(t))
     start = max(num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps), 0)
     return schedule[min(start, len(schedule) - 1)]
-
-
 
 
 def check_image_size(height: int, width: int) -> tuple[int, int]:
