@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from comfy_api.latest import io
 
+from ..llmga_core.editing.stage_prompts import STAGE_KEY, encode_stage_prompt
 from ..llmga_core.lpw import SDXL_MAX_CHUNKS, Batched, encode_sd15, encode_sd15_training, encode_sdxl
 from ..llmga_core.lpw.tokens import hf_tokenize
 from ._errors import LLMGANodeError, user_errors
@@ -156,6 +157,7 @@ class LLMGALongPromptEncode(io.ComfyNode):
 
         tokenize_l = hf_tokenize(clip.tokenizer.clip_l.tokenizer)
         extra: dict[str, Any] = {}
+        stages: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         with user_errors(title):
             if layout == "sdxl":
                 tokenize_g = hf_tokenize(clip.tokenizer.clip_g.tokenizer)
@@ -177,6 +179,11 @@ class LLMGALongPromptEncode(io.ComfyNode):
                     max_chunks=max_chunks,
                     encode=_batched_encoder(clip, ("l",)),
                 )
+                if layout == "sd15":  # what LLMGA's edit encodes for its inversion and mask stages
+                    stages = tuple(  # type: ignore[assignment]
+                        {STAGE_KEY: encode_stage_prompt(text, tokenize_l, _batched_encoder(clip, ("l",)))}
+                        for text in (positive, negative)
+                    )
         for which, dropped in (("positive", result.dropped), ("negative", result.uncond_dropped)):
             if dropped:
                 _log.warning(
@@ -187,8 +194,8 @@ class LLMGALongPromptEncode(io.ComfyNode):
                     75 * max_chunks,
                     dropped,
                 )
-        positive_cond = [[result.cond, {"pooled_output": result.pooled, **extra}]]
-        negative_cond = [[result.uncond, {"pooled_output": result.uncond_pooled, **extra}]]
+        positive_cond = [[result.cond, {"pooled_output": result.pooled, **extra, **stages[0]}]]
+        negative_cond = [[result.uncond, {"pooled_output": result.uncond_pooled, **extra, **stages[1]}]]
         return io.NodeOutput(positive_cond, negative_cond)
 
 

@@ -7,9 +7,12 @@ torch, so these rules need no ComfyUI.
 Token alignment per model family (docs/editing.md):
 
 * **SD1.5 family** (768-wide CLIP-L tokens, what LLMGA edits with): the original's rules (llmga-spec.md 3.4).
-  Sampling: target and negative as given. Inversion: source and negative cut to their first 77 tokens. Mask:
-  target and source cut to at most 3 chunks (231 tokens) and the shorter one padded with the negative's first
-  chunk (the encoding of "", what LPW pads with) to the longer one's length.
+  Sampling: target and negative as given. When the conditionings carry the text-derived stage encodings
+  (LLMGA Long Prompt Encode, sd15 layout; :mod:`.stage_prompts`) the inversion and the mask use them, which
+  is exactly what the original feeds those stages. Otherwise (any other text encoder) they are approximated
+  from the tensors: inversion with source and negative cut to their first 77 tokens, mask with target and
+  source cut to at most 3 chunks and the shorter one padded with the negative's first chunk (the encoding of
+  "", what LPW pads with).
 * **SDXL and other families** (no original to follow): every stage uses the conditionings whole, each prompt
   with its own pooled vector and size embeddings. The mask compares source and target at their own lengths:
   LPW's SDXL layout gives 75m+2 tokens, which whole-chunk padding cannot reach, and ComfyUI evaluates
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 
 from ..errors import LLMGAInputError
+from .stage_prompts import STAGE_KEY, StagePrompt, mask_pair
 
 Conditioning = list[list[Any]]  # [[tokens [B, T, D], {extras}], ...]
 
@@ -126,6 +130,9 @@ def stage_conditionings(
             "mask_target": target,
             "mask_source": source,
         }
+    text_stages = _text_stages(source, target, negative)
+    if text_stages is not None:
+        return {"positive": target, "negative": negative, **text_stages}
     mask_length = min(max(token_count(source), token_count(target)), MASK_MAX_CHUNKS * CHUNK)
     filler = negative[0][0][:1, :CHUNK]
     return {
@@ -135,4 +142,31 @@ def stage_conditionings(
         "inversion_negative": cut_tokens(negative, CHUNK),
         "mask_target": pad_tokens(cut_tokens(target, mask_length), mask_length, filler),
         "mask_source": pad_tokens(cut_tokens(source, mask_length), mask_length, filler),
+    }
+
+
+def _stage_prompt(cond: Conditioning) -> StagePrompt | None:
+    if len(cond) != 1:
+        return None
+    found = cond[0][1].get(STAGE_KEY)
+    return found if isinstance(found, StagePrompt) else None
+
+
+def _text_stages(source: Conditioning, target: Conditioning, negative: Conditioning) -> dict[str, Conditioning] | None:
+    """The inversion and mask conditionings from the encoders' text-derived stage encodings, when all are there."""
+    src, tgt, neg = _stage_prompt(source), _stage_prompt(target), _stage_prompt(negative)
+    if src is None or tgt is None:
+        return None
+    mask_target, mask_source = mask_pair(tgt, src)
+    (src_tokens, src_extras), (tgt_tokens, tgt_extras) = source[0], target[0]
+
+    def like(tensor: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device=tokens.device, dtype=tokens.dtype).expand(tokens.shape[0], -1, -1)
+
+    uncond = neg.inversion if neg is not None else src.empty_chunk
+    return {
+        "source": [[like(src.inversion, src_tokens), src_extras]],
+        "inversion_negative": [[like(uncond, negative[0][0]), negative[0][1]]],
+        "mask_target": [[like(mask_target, tgt_tokens), tgt_extras]],
+        "mask_source": [[like(mask_source, src_tokens), src_extras]],
     }
