@@ -76,6 +76,18 @@ def _seed_input() -> io.Int.Input:
     return seed_input("Seeds the per-timestep inversion noise (a CPU generator, the same on any device).")
 
 
+def _steps_input(tooltip: str) -> io.Int.Input:
+    return io.Int.Input("steps", default=STEPS, min=1, max=MAX_STEPS, tooltip=tooltip)
+
+
+def _skip_input(tooltip: str) -> io.Int.Input:
+    return io.Int.Input("skip", default=int(SKIP), min=0, max=99, tooltip=tooltip)
+
+
+def _cfg_input(name: str, default: float, tooltip: str) -> io.Float.Input:
+    return io.Float.Input(name, default=default, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=tooltip)
+
+
 class LLMGAInstructionEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -99,9 +111,10 @@ class LLMGAInstructionEdit(io.ComfyNode):
                 ),
                 io.Conditioning.Input(
                     "source",
-                    tooltip="The prompt describing the image as it is (LLMGA's first "
-                    "turn caption). On SD1.5 the inversion uses its first 77 tokens and the mask up to 3 chunks, as "
-                    "LLMGA; on SDXL and SD2.x every stage uses it whole.",
+                    tooltip="The prompt describing the image as it is (LLMGA's first turn caption). On SD1.5, "
+                    "from LLMGA Long Prompt Encode (sd15), the inversion and the mask get the encodings LLMGA makes "
+                    "for them from the text; from other encoders the first 77 tokens and up to 3 chunks. On SDXL "
+                    "and SD2.x every stage uses it whole.",
                 ),
                 io.Conditioning.Input(
                     "target",
@@ -118,39 +131,21 @@ class LLMGAInstructionEdit(io.ComfyNode):
                     "Seeds the mask noise and the inversion noise (a CPU generator: the same "
                     "seed gives the same edit on any device)."
                 ),
-                io.Int.Input(
-                    "steps",
-                    default=STEPS,
-                    min=1,
-                    max=MAX_STEPS,
-                    tooltip=f"Inversion and editing steps (LLMGA: {STEPS}).",
+                _steps_input(f"Inversion and editing steps (LLMGA: {STEPS})."),
+                _skip_input(
+                    f"Percent of the noise schedule left out at the noisy end (LLMGA: {int(SKIP)}, starting at "
+                    "t=749). Larger keeps more of the input image."
                 ),
-                io.Int.Input(
-                    "skip",
-                    default=int(SKIP),
-                    min=0,
-                    max=99,
-                    tooltip=f"Percent of the noise schedule left out at the noisy end (LLMGA: {int(SKIP)}, "
-                    "starting at t=749). Larger keeps more of the input image.",
-                ),
-                io.Float.Input(
+                _cfg_input(
                     "source_cfg",
-                    default=SOURCE_CFG,
-                    min=0.0,
-                    max=100.0,
-                    step=0.1,
-                    round=0.01,
-                    tooltip=f"Guidance scale of the source prompt during inversion (LLMGA: {SOURCE_CFG}).",
+                    SOURCE_CFG,
+                    f"Guidance scale of the source prompt during inversion (LLMGA: {SOURCE_CFG}).",
                 ),
-                io.Float.Input(
+                _cfg_input(
                     "target_cfg",
-                    default=TARGET_CFG,
-                    min=0.0,
-                    max=100.0,
-                    step=0.1,
-                    round=0.01,
-                    tooltip=f"Guidance scale of the target prompt inside the mask (LLMGA: {TARGET_CFG}); "
-                    "at 1 or below the target prompt is used unguided everywhere.",
+                    TARGET_CFG,
+                    f"Guidance scale of the target prompt inside the mask (LLMGA: {TARGET_CFG}); at 1 or below the "
+                    "target prompt is used unguided everywhere.",
                 ),
                 io.Mask.Input(
                     "mask",
@@ -220,23 +215,9 @@ class LLMGAEditInversion(io.ComfyNode):
                 ),
                 io.Conditioning.Input("negative", tooltip='Unconditional prompt (LLMGA: ""; SD1.5: first 77 tokens).'),
                 _seed_input(),
-                io.Int.Input("steps", default=STEPS, min=1, max=MAX_STEPS, tooltip=f"Steps (LLMGA: {STEPS})."),
-                io.Int.Input(
-                    "skip",
-                    default=int(SKIP),
-                    min=0,
-                    max=99,
-                    tooltip=f"Percent of the schedule left out at the noisy end (LLMGA: {int(SKIP)}).",
-                ),
-                io.Float.Input(
-                    "source_cfg",
-                    default=SOURCE_CFG,
-                    min=0.0,
-                    max=100.0,
-                    step=0.1,
-                    round=0.01,
-                    tooltip=f"Guidance scale of the source prompt (LLMGA: {SOURCE_CFG}).",
-                ),
+                _steps_input(f"Steps (LLMGA: {STEPS})."),
+                _skip_input(f"Percent of the schedule left out at the noisy end (LLMGA: {int(SKIP)})."),
+                _cfg_input("source_cfg", SOURCE_CFG, f"Guidance scale of the source prompt (LLMGA: {SOURCE_CFG})."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The noisiest inverted latent: the edit starts here."),
@@ -301,15 +282,11 @@ class LLMGAMaskedCFGGuider(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model to sample with."),
                 io.Conditioning.Input("positive", tooltip="The target prompt."),
                 io.Conditioning.Input("negative", tooltip='The unconditional prompt (LLMGA: "").'),
-                io.Float.Input(
+                _cfg_input(
                     "cfg",
-                    default=TARGET_CFG,
-                    min=0.0,
-                    max=100.0,
-                    step=0.1,
-                    round=0.01,
-                    tooltip=f"Guidance scale inside the mask (LLMGA: {TARGET_CFG}); at 1 or below the "
-                    "positive prompt is used unguided everywhere.",
+                    TARGET_CFG,
+                    f"Guidance scale inside the mask (LLMGA: {TARGET_CFG}); at 1 or below the positive prompt is "
+                    "used unguided everywhere.",
                 ),
                 io.Mask.Input("mask", tooltip="Where to guide (white); binarised per 8x8 latent block at half."),
             ],
