@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import comfy.ldm.models.autoencoder as autoencoder
 import comfy.model_sampling as ms
 import comfy.samplers
 import torch
 import torch.nn.functional as F
 
 from ..llmga_core.editing import (
+    NUM_MAPS,
     SKIP,
     SOURCE_CFG,
     STEPS,
@@ -32,6 +34,7 @@ from ..llmga_core.editing import (
     edit,
     edit_timesteps,
     invert,
+    posterior_samples,
     prepare_mask,
     scaled_linear_alphas_cumprod,
 )
@@ -193,6 +196,26 @@ def _run_guided(model: Any, conds: dict[str, Conditioning], latent: torch.Tensor
     return out
 
 
+def encode_with_posterior(vae: Any, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple | None]:
+    """``vae.encode(pixels)`` (the posterior's mode) and, for Gaussian-posterior VAEs encoded in one pass, the
+    posterior's (mean, logvar); None for deterministic VAEs (TAESD) or tiled/split encodes."""
+    regularizer = getattr(getattr(vae, "first_stage_model", None), "regularization", None)
+    if not isinstance(regularizer, autoencoder.DiagonalGaussianRegularizer):
+        return vae.encode(pixels), None
+    moments: list[torch.Tensor] = []
+    hook = regularizer.register_forward_hook(lambda _m, args, _out: moments.append(args[0].detach()))
+    try:
+        latent = vae.encode(pixels)
+    finally:
+        hook.remove()
+    if len(moments) != 1:
+        return latent, None
+    mean, logvar = moments[0].float().cpu().chunk(2, dim=1)
+    if mean.shape != latent.shape or not torch.allclose(mean, latent.float().cpu(), atol=1e-3, rtol=1e-3):
+        return latent, None
+    return latent, (mean, logvar)
+
+
 # --- the whole edit -------------------------------------------------------------------------------------------
 
 
@@ -204,6 +227,7 @@ class EditSettings:
     source_cfg: float = SOURCE_CFG
     target_cfg: float = TARGET_CFG
     mask: torch.Tensor | None = None  # [B|1, 1, h, w] at latent resolution; None: DiffEdit mask
+    posterior: tuple[torch.Tensor, torch.Tensor] | None = None  # VAE (mean, logvar), raw latent space
 
 
 class EditSampler(_StageSampler):
@@ -218,17 +242,24 @@ class EditSampler(_StageSampler):
     def run(self, model_wrap: Any, sigmas: torch.Tensor, extra_args: dict, callback: Any, x0: torch.Tensor):
         s = self.settings
         denoiser, alphas = _denoiser_and_alphas(model_wrap, extra_args)
+        generator = torch.Generator("cpu").manual_seed(s.seed)
+        mask_latents = None
+        if s.mask is None and s.posterior is not None:  # LLMGA's mask stage draws VAE samples, not the mode
+            draws = posterior_samples(*s.posterior, NUM_MAPS, generator)
+            scaled = model_wrap.inner_model.process_latent_in(draws.flatten(0, 1))
+            mask_latents = scaled.reshape(draws.shape).to(device=x0.device, dtype=x0.dtype)
         result = edit(
             denoiser,
             x0,
             STAGE_CONDS,
             alphas,
-            torch.Generator("cpu").manual_seed(s.seed),
+            generator,
             steps=s.steps,
             skip=s.skip,
             source_cfg=s.source_cfg,
             target_cfg=s.target_cfg,
             mask=None if s.mask is None else s.mask.to(x0.device),
+            mask_latents=mask_latents,
             progress=self.progress,
             check_interrupt=runtime.check_interrupt,
         )

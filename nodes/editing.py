@@ -42,6 +42,7 @@ from .edit_sampling import (
     comfy_denoiser,
     edit_latent,
     edit_schedule,
+    encode_with_posterior,
     invert_latent,
 )
 
@@ -186,8 +187,8 @@ class LLMGAInstructionEdit(io.ComfyNode):
             n = len(edit_timesteps(steps, skip))  # bad steps/skip fail here, before anything loads
             conds = stage_conditionings(source, target, negative, family)
             given = None if mask is None else latent_mask(mask, (height, width), latent_hw)
-            latent = vae.encode(image[..., :3])
-            settings = EditSettings(seed, steps, skip, source_cfg, target_cfg, given)
+            latent, posterior = encode_with_posterior(vae, image[..., :3])
+            settings = EditSettings(seed, steps, skip, source_cfg, target_cfg, given, posterior)
             progress = runtime.progress_callback(2 * n + (1 if given is None else 0))
             edited, mask_latent = edit_latent(model, latent, conds, settings, progress)
         pixels = vae.decode(edited)

@@ -20,7 +20,15 @@ from .conditioning import (
 from .denoiser import Denoiser, EpsBatchFn, EpsFn, InterruptFn, ProgressFn
 from .edit import SKIP, STEPS, EditConds, EditResult, edit
 from .inversion import SOURCE_CFG, Inversion, invert
-from .mask import NUM_MAPS, THRESHOLD_RATIO, diffedit_mask, guidance_map, latent_mask, threshold_map
+from .mask import (
+    NUM_MAPS,
+    THRESHOLD_RATIO,
+    diffedit_mask,
+    guidance_map,
+    latent_mask,
+    posterior_samples,
+    threshold_map,
+)
 from .sampling import TARGET_CFG, prepare_mask, sample
 from .schedule import (
     NoiseTables,
@@ -63,6 +71,7 @@ __all__ = [
     "latent_mask",
     "mask_encode_timestep",
     "pad_tokens",
+    "posterior_samples",
     "prepare_mask",
     "sample",
     "scaled_linear_alphas_cumprod",

@@ -132,3 +132,19 @@ def latent_mask(mask: torch.Tensor, image_hw: tuple[int, int], latent_hw: tuple[
         )
     area = F.interpolate(m[:, None].float().clamp(0, 1), size=latent_hw, mode="area")
     return (area >= 0.5).float()
+
+
+def posterior_samples(
+    mean: torch.Tensor, logvar: torch.Tensor, num_maps: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``num_maps`` draws of the VAE's diagonal Gaussian posterior per image, [B, num_maps, C, h, w].
+
+    LLMGA's mask stage VAE-encodes the image repeated ``num_maps`` times and takes ``latent_dist.sample()``:
+    ``mean + exp(½·clamp(logvar, −30, 20))·ε`` with one ε draw for all maps, in that order.
+    """
+    if mean.shape != logvar.shape or mean.ndim != 4:
+        raise LLMGAInputError(f"VAE posterior mean {list(mean.shape)} and log-variance {list(logvar.shape)} differ.")
+    means = mean.repeat_interleave(num_maps, dim=0)
+    std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0)).repeat_interleave(num_maps, dim=0)
+    draws = means + std * noise_like(means, means.shape, generator)
+    return draws.reshape(mean.shape[0], num_maps, *mean.shape[1:])

@@ -6,6 +6,7 @@ the same encodings must come out of ComfyUI's CLIP, survive ControlNet, and reac
 
 from __future__ import annotations
 
+from tests.fixtures.tiny_diffusers import tiny_diffusers_models
 from tests.harness.host import tiny_sd_models
 from tests.harness.inprocess import run_in_comfy
 
@@ -62,3 +63,33 @@ def test_long_prompt_encode_carries_the_stage_encodings_to_the_edit() -> None:
     assert result["inversion_vs_plain_ids"] <= 1e-5, result
     assert result["inversion_vs_weighted_cut"] > 1e-3, result  # what the tensor cut gave before
     assert result["edited_shape"] == [1, 64, 64, 3]
+
+
+POSTERIOR = """
+import importlib, comfy.sd, comfy.utils
+ed = importlib.import_module("llmga_pack.nodes.edit_sampling")
+core = importlib.import_module("llmga_pack.llmga_core.editing")
+vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(MODELS["vae"]))
+image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+latent, posterior = ed.encode_with_posterior(vae, image)
+RESULT["found"] = posterior is not None
+mean, logvar = posterior
+RESULT["mean_vs_mode"] = (mean - latent.float().cpu()).abs().max().item()
+RESULT["logvar"] = [logvar.min().item(), logvar.max().item()]
+draws = core.posterior_samples(mean, torch.zeros_like(logvar), 10, torch.Generator().manual_seed(1))
+again = core.posterior_samples(mean, torch.zeros_like(logvar), 10, torch.Generator().manual_seed(1))
+RESULT["shape"] = list(draws.shape)
+RESULT["unit_std"] = (draws - mean[:, None]).std().item()
+RESULT["same_seed"] = torch.equal(draws, again)
+"""
+
+
+def test_the_mask_stage_gets_the_vae_posterior_not_only_its_mode() -> None:
+    """AutoencoderKL (the tiny diffusers folder's, as LLMGA Checkpoint Loader loads it): moments are captured."""
+    vae = tiny_diffusers_models() / "diffusers" / "llmga-sd15-t2i" / "vae" / "diffusion_pytorch_model.safetensors"
+    result = run_in_comfy(POSTERIOR, {"vae": vae})
+    assert result["found"], result
+    assert result["mean_vs_mode"] <= 1e-5, result  # ComfyUI's encode returns the posterior's mode
+    assert result["logvar"] == [-30.0, -30.0] or result["logvar"][1] <= -29.0, result  # the fixture pins it
+    assert result["shape"] == [1, 10, 4, 8, 8] and result["same_seed"], result
+    assert 0.9 < result["unit_std"] < 1.1, result
