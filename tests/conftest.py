@@ -16,6 +16,8 @@ from tests.harness.client import ComfyClient
 from tests.harness.host import tiny_sd_models
 from tests.harness.server import ComfyServer
 
+pytest_plugins = ("tests.harness.timing",)  # the per-tier time summary at the end of each run
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "artifacts"
 
@@ -24,6 +26,21 @@ ARTIFACTS = REPO_ROOT / "artifacts"
 # busy or 2-core machine two OpenMP threads per process spin against each other (a tiny CLIP encode: 0.17 s
 # with 1 thread, 1.9 s with 2 at load 16), and pytest-xdist already gives each worker a core.
 TEST_THREADS_ENV = "LLMGA_TEST_THREADS"
+
+
+# The host and browser tiers share one ComfyUI server per test process (comfy_server below): under
+# pytest-xdist (make test: -n 2 --dist loadgroup) they all go to one worker, which starts that one server,
+# while the other worker runs the core tier. Core tests are independent and spread over both.
+HOST_TIERS = ("host", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = item.path.resolve().relative_to(tests_dir).parts
+        if parts and parts[0] in HOST_TIERS:
+            item.add_marker(pytest.mark.xdist_group("comfy"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
