@@ -28,19 +28,32 @@ ARTIFACTS = REPO_ROOT / "artifacts"
 TEST_THREADS_ENV = "LLMGA_TEST_THREADS"
 
 
-# The host and browser tiers share one ComfyUI server per test process (comfy_server below): under
-# pytest-xdist (make test: -n 2 --dist loadgroup) they all go to one worker, which starts that one server,
-# while the other worker runs the core tier. Core tests are independent and spread over both.
+# The host and browser tiers share one ComfyUI server per test process (comfy_server below). Under
+# pytest-xdist (make test: -n 2) they form one work unit that runs on one worker, in collection order, with
+# one server, while the core tier's modules are spread over the workers. (A scheduler rather than
+# xdist_group marks: pytest 9.2's node ids no longer take xdist 3.8's group suffix.)
 HOST_TIERS = ("host", "e2e")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    tests_dir = Path(__file__).resolve().parent
-    for item in items:
-        parts = item.path.resolve().relative_to(tests_dir).parts
-        if parts and parts[0] in HOST_TIERS:
-            item.add_marker(pytest.mark.xdist_group("comfy"))
+def _xdist_scope(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if parts[0] == "tests":  # rootdir above tests/
+        parts = parts[1:]
+    return "comfy" if parts and parts[0] in HOST_TIERS else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneServerScheduling(LoadScopeScheduling):
+        """Scopes: one for the host and browser tiers, one per core test module (largest first)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid)
+
+    return OneServerScheduling(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
