@@ -6,11 +6,16 @@
 HOST ?= 127.0.0.1
 PORT ?= 8188
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test: the core tier is spread over them, the host and browser tiers share one
+# worker and its one ComfyUI server (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+# Forced CPU code paths for make test-parity (scripts/parity_matrix.py: CAPABILITY:THREADS ...).
+PARITY_CONFIGS ?= default:1
 VENV := .venv
 PY := $(VENV)/bin/python
 COMFY = $(shell cat .cache/comfyui_path)
 
-.PHONY: setup setup-compat run test test-core test-host test-e2e lint bench clean-fixtures models
+.PHONY: setup setup-compat run test test-core test-host test-e2e test-parity lint bench clean-fixtures models
 
 setup:
 	@bash scripts/setup_host.sh
@@ -26,8 +31,9 @@ setup-compat: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Ends with a time-per-tier table and the 20 slowest tests.
 test: lint setup-compat
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --durations=20 $(PYTEST_ARGS)
 
 test-core: setup
 	$(PY) -m pytest tests/core $(PYTEST_ARGS)
@@ -37,6 +43,10 @@ test-host: setup setup-compat
 
 test-e2e: setup setup-compat
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The numeric parity tests (pytest -m parity) under forced SIMD paths, with a deviation/bound table.
+test-parity: setup
+	$(PY) scripts/parity_matrix.py $(PARITY_CONFIGS)
 
 # The CPU benchmark set (ratios side by side; results in bench/results/*.json, figures in BENCHMARKS.md).
 bench: setup

@@ -16,6 +16,8 @@ from tests.harness.client import ComfyClient
 from tests.harness.host import tiny_sd_models
 from tests.harness.server import ComfyServer
 
+pytest_plugins = ("tests.harness.timing",)  # the per-tier time summary at the end of each run
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "artifacts"
 
@@ -24,6 +26,34 @@ ARTIFACTS = REPO_ROOT / "artifacts"
 # busy or 2-core machine two OpenMP threads per process spin against each other (a tiny CLIP encode: 0.17 s
 # with 1 thread, 1.9 s with 2 at load 16), and pytest-xdist already gives each worker a core.
 TEST_THREADS_ENV = "LLMGA_TEST_THREADS"
+
+
+# The host and browser tiers share one ComfyUI server per test process (comfy_server below). Under
+# pytest-xdist (make test: -n 2) they form one work unit that runs on one worker, in collection order, with
+# one server, while the core tier's modules are spread over the workers. (A scheduler rather than
+# xdist_group marks: pytest 9.2's node ids no longer take xdist 3.8's group suffix.)
+HOST_TIERS = ("host", "e2e")
+
+
+def _xdist_scope(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if parts[0] == "tests":  # rootdir above tests/
+        parts = parts[1:]
+    return "comfy" if parts and parts[0] in HOST_TIERS else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneServerScheduling(LoadScopeScheduling):
+        """Scopes: one for the host and browser tiers, one per core test module (largest first)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid)
+
+    return OneServerScheduling(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:

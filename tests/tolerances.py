@@ -36,8 +36,8 @@ mean(before)/mean(after); a mean of n values whose sum nearly cancels has condit
 :func:`renormalisation_amplification`). ``SAFETY`` = 4 covers the tail of the random walk (the maximum over
 thousands of elements is a 3-4σ event).
 
-Measured on an AVX-512 Xeon, AVX2 and the scalar ``default`` path, 1 and 4 threads, the worst deviation
-any parity test sees is 1/4 of its bound or less (tests/README.md, "Parity tolerances", has the table).
+Measured with the AVX-512, AVX2 and scalar ``default`` paths, 1 and 4 threads (scripts/parity_matrix.py), the
+worst deviation any parity test sees is 0.72 of its bound, on the scalar path (tests/README.md has the table).
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from tests.core.editing.conftest import Golden, generator
 from tests.core.editing.tiny_models import fingerprint, tiny_unet
 from tests.tolerances import (
     FINGERPRINT_RELATIVE,
+    FLOAT32_UNIT_ROUNDOFF,
+    RANDN_ULPS,
     assert_steps_within,
     assert_within,
     float32_bound,
@@ -150,8 +152,11 @@ def test_inversion_and_sampling_match_original(
     golden_run = (golden.get(config, "zs"), golden.get(config, "xts").flip(0), golden.get(config, "edited_latent"))
     for who, (zs, xts, edited) in (("original", golden_run), ("ours", (ours.zs, ours.xts, ours_edit))):
         assert_steps_within(zs, ref.zs, f"{config} zs {who}", growth=growth, evaluations=Z_EVALUATIONS)
-        # The rebuilt latent passes through μ and std·z, as large as the largest latent of the chain.
+        # The rebuilt latent passes through μ and std·z, as large as the largest latent of the chain; the
+        # original's noise came from another CPU's randn (σ ≤ 1 times RANDN_ULPS·u·(1 + |ε| ≤ 6)).
         bound = float32_bound(ref.xts, growth=LATENT_REBUILD_GROWTH)
+        if who == "original":
+            bound += RANDN_ULPS * FLOAT32_UNIT_ROUNDOFF * 7
         assert_within(xts, ref.xts, bound, f"{config} xts {who}")
         bound = float32_bound(ref_edit, growth=growth, evaluations=len(timesteps))
         assert_within(edited, ref_edit, bound, f"{config} edited latent {who}")

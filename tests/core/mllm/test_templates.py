@@ -134,6 +134,14 @@ def test_checkpoint_folder_keeps_parent_name():
     assert model_name_from_path("C:\\models\\llmga-Qwen2-0.5B") == "llmga-Qwen2-0.5B"
 
 
+def test_windows_path_is_split_into_folders():
+    """A deliberate difference (README): on Linux the original reads the whole path as one name, so the
+    "llama-2" of a parent folder would pick llava_llama_2 for a Phi-3 model."""
+    name = model_name_from_path("C:\\llama-2-old\\llmga-Phi-3-mini-128k-full-finetune")
+    assert template_from_folder_name(name) == "phi_3"
+    assert template_from_folder_name("C:\\llama-2-old\\llmga-Phi-3-mini-128k-full-finetune") == "llava_llama_2"
+
+
 @pytest.mark.parametrize(
     ("model_type", "expected"),
     [
