@@ -7,12 +7,16 @@ the frontend's streaming text.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
+import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import comfy.model_management as mm
@@ -38,18 +42,27 @@ from ..llmga_core.mllm import (
     select_template_for_folder,
     stop_strings_for,
 )
+from ..llmga_core.mllm.checkpoint import inspect_folder, tensor_shapes
 from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings, run_turn
 from ..llmga_core.mllm.model import LoadedMLLM, load_mllm
+from ..llmga_core.mllm.quantize import (
+    BNB_CHOICES,
+    FP8,
+    QUANTIZATIONS,
+    estimate_bytes,
+    llm_dtype,
+    weight_bytes,
+)
 from . import _downloads, runtime
 from ._errors import LLMGANodeError, user_errors
 from ._inputs import precision_input, seed_input
+from .castable import make_castable
 from .model_folders import MLLM, allowed_roots, find_model_dir, list_model_dirs
 
 MLLMSocket = io.Custom("LLMGA_MLLM")
 ConversationSocket = io.Custom("LLMGA_CONVERSATION")
 TASKS = ("text-to-image", "similar image", "inpainting", "outpainting", "chat")
 FROM_CHECKPOINT = "from checkpoint"
-QUANTIZATIONS = ("none", "8-bit", "4-bit")
 STREAM_EVERY_S = 0.15  # throttle for the text streamed to the node
 
 
@@ -81,7 +94,7 @@ class MLLMHandle:
         stop_strings: Sequence[str],
         on_token: Callable[[int, str], None],
     ) -> GenerationResult:
-        runtime.load_to_device(self.patcher)
+        runtime.load_to_device(self.patcher, full=self.loaded.bnb)
         return run_turn(self.loaded, prompt, image, settings, stop_strings=stop_strings, on_token=on_token)
 
 
@@ -118,20 +131,75 @@ def _model_folder(name: str) -> str:
     )
 
 
-def _check_quantization(choice: str) -> None:
-    if choice == "none":
-        return
-    if not torch.cuda.is_available():
+def _bnb_runs_here() -> bool:
+    """bitsandbytes can run on this install's compute device: not installed (the loader then names the
+    pip command), or installed with a native library for this device (CUDA, or its CPU backend)."""
+    spec = importlib.util.find_spec("bitsandbytes")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    libs = [p.name for loc in spec.submodule_search_locations for p in Path(loc).glob("libbitsandbytes_*")]
+    kind = "cuda" if torch.cuda.is_available() and not mm.cpu_mode() else "cpu"
+    return any(name.startswith(f"libbitsandbytes_{kind}") for name in libs)
+
+
+def quantization_options() -> list[str]:
+    """The quantization choices that work on this install (see _bnb_runs_here)."""
+    options = ["none"]
+    if hasattr(torch, "float8_e4m3fn"):
+        options.append(FP8)
+    if _bnb_runs_here():
+        options += list(BNB_CHOICES)
+    return options
+
+
+def _smaller_choices(folder: Path, dtype: torch.dtype, current: str) -> str:
+    """'fp8 (weights) (~X GB), 8-bit (~Y GB), ...': the choices after ``current`` with their LLM size."""
+    try:
+        estimate = estimate_bytes(tensor_shapes(inspect_folder(folder, allowed_roots(MLLM))))
+    except LLMGAInputError:
+        return ", ".join(QUANTIZATIONS[QUANTIZATIONS.index(current) + 1 :])
+    size = torch.finfo(dtype).bits // 8
+    later = [q for q in QUANTIZATIONS[QUANTIZATIONS.index(current) + 1 :] if q in quantization_options()]
+    return ", ".join(f"{q} (~{estimate.llm_bytes(q, size) / 2**30:.1f} GB for the LLM)" for q in later)
+
+
+def _precision(precision: str, folder: str, device: torch.device) -> tuple[torch.dtype, str]:
+    """The MLLM dtype for ``precision`` on ``device`` (see llmga_core.mllm.quantize.llm_dtype)."""
+    fp32_bytes = 0
+    if precision == "auto" and device.type == "cpu":
+        with user_errors("LLMGA MLLM Loader"):
+            shapes = tensor_shapes(inspect_folder(folder, allowed_roots(MLLM)))
+            fp32_bytes = 4 * sum(int(torch.Size(shape).numel()) for shape in shapes.values())
+    gpu = torch.float16 if device.type != "cpu" and mm.should_use_fp16(device) else torch.float32
+    free = int(mm.get_free_memory(torch.device("cpu"))) if device.type == "cpu" else None
+    dtype, why = llm_dtype(precision, device.type, fp32_bytes, free, gpu)
+    if precision == "auto" and device.type == "cpu" and dtype != torch.float32:
+        logging.info("LLMGA MLLM Loader: %s", why)
+    return dtype, why
+
+
+def _load(path: str, dtype: torch.dtype, clip: str | None, quantization: str) -> LoadedMLLM:
+    """Load (quantised as asked); an out-of-memory names the smaller choices and leaves nothing behind."""
+    try:
+        with user_errors("LLMGA MLLM Loader"):
+            return load_mllm(
+                path,
+                dtype=dtype,
+                clip_vision=clip,
+                roots=allowed_roots(MLLM),
+                tower_roots=allowed_roots("clip_vision"),
+                quantization=quantization,
+                python=sys.executable,
+            )
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        gc.collect()
+        mm.soft_empty_cache()
+        smaller = _smaller_choices(Path(path), dtype, quantization)
+        hint = f"choose a smaller quantization: {smaller}" if smaller else "choose a smaller model"
         raise LLMGANodeError(
-            f"LLMGA MLLM Loader: {choice} quantization needs a CUDA GPU; on this machine choose 'none' "
-            "(or a smaller model such as llmga-Qwen2-0.5B)."
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise LLMGANodeError(
-            f"LLMGA MLLM Loader: {choice} quantization needs bitsandbytes: run `pip install bitsandbytes` in "
-            "ComfyUI's Python environment, or choose 'none'."
-        )
-    raise LLMGANodeError(f"LLMGA MLLM Loader: {choice} quantization is not available in this version; choose 'none'.")
+            f"LLMGA MLLM Loader: out of memory while loading {Path(path).name} with quantization {quantization!r} "
+            f"({str(dtype).removeprefix('torch.')}): {hint}. Nothing was kept loaded. ({type(exc).__name__})"
+        ) from None
 
 
 class LLMGAMLLMLoader(io.ComfyNode):
@@ -166,12 +234,19 @@ class LLMGAMLLMLoader(io.ComfyNode):
                     tooltip="Conversation template. auto: chosen from the config, tokenizer and folder name as "
                     "LLMGA does.",
                 ),
-                precision_input("auto: fp16 on GPUs, fp32 on CPU."),
+                precision_input(
+                    "Compute precision of the assistant. auto: fp16 on GPUs that handle it; on CPU fp32 where the "
+                    "model fits comfortably in RAM, else bf16 (logged). bf16 halves the memory on CPU too; fp16 on "
+                    "CPU works but is slow."
+                ),
                 io.Combo.Input(
                     "quantization",
-                    options=list(QUANTIZATIONS),
+                    options=quantization_options(),
                     default="none",
-                    tooltip="8/4-bit weights through bitsandbytes (CUDA only) to fit 7B models in less VRAM.",
+                    tooltip="Smaller LLM weights (the vision tower and projector stay at full precision). "
+                    "fp8 (weights): 1 byte per weight, no extra package, any GPU or CPU. 8-bit (LLM.int8) / 4-bit "
+                    "(nf4): through bitsandbytes + accelerate (pip install; the error names the command). A 7B "
+                    "model needs about 14 GB at fp16, 7.5 at fp8/8-bit, 4.5 at 4-bit.",
                 ),
             ],
             outputs=[MLLMSocket.Output(display_name="mllm", tooltip="The loaded LLMGA assistant.")],
@@ -179,21 +254,30 @@ class LLMGAMLLMLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: str, vision_tower: str, template: str, precision: str, quantization: str) -> io.NodeOutput:
-        _check_quantization(quantization)
+        if quantization not in quantization_options():
+            raise LLMGANodeError(
+                f"LLMGA MLLM Loader: quantization {quantization!r} does not work on this install; choose one of "
+                f"{', '.join(quantization_options())}."
+            )
         path = _model_folder(_downloads.resolve(model, "LLMGA MLLM Loader"))
         clip = (
             None
             if vision_tower == FROM_CHECKPOINT
             else folder_paths.get_full_path_or_raise("clip_vision", vision_tower)
         )
-        dtype = runtime.compute_dtype(precision, mm.get_torch_device())
+        dtype, why = _precision(precision, path, mm.get_torch_device())
         with user_errors("LLMGA MLLM Loader"):
             choice = select_template_for_folder(path, None if template == "auto" else template)
-            loaded = load_mllm(
-                path, dtype=dtype, clip_vision=clip, roots=allowed_roots(MLLM), tower_roots=allowed_roots("clip_vision")
-            )
-        handle = MLLMHandle(runtime.managed(loaded.model), loaded, choice.name, choice.reason)
-        return io.NodeOutput(handle, ui=ui.PreviewText(f"{loaded.name}: template {choice.name} ({choice.reason})"))
+        loaded = _load(path, dtype, clip, quantization)
+        make_castable(loaded.model)  # so ComfyUI can keep part of it on the offload device
+        patcher = runtime.managed(loaded.model, size=weight_bytes(loaded.model))
+        handle = MLLMHandle(patcher, loaded, choice.name, choice.reason)
+        size = patcher.model_size() / 2**30
+        text = (
+            f"{loaded.name}: template {choice.name} ({choice.reason}); {why}; quantization {quantization}; "
+            f"{size:.2f} GB"
+        )
+        return io.NodeOutput(handle, ui=ui.PreviewText(text))
 
 
 def _image_ref(

@@ -19,16 +19,18 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def managed(module: torch.nn.Module) -> comfy.model_patcher.ModelPatcher:
-    """Hand a CPU-resident module to ComfyUI's memory manager."""
+def managed(module: torch.nn.Module, size: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """Hand a CPU-resident module to ComfyUI's memory manager. ``size``: its real bytes when ComfyUI's own
+    count (a state-dict sum) would be wrong, e.g. for tied or quantised weights."""
     return comfy.model_patcher.ModelPatcher(
-        module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+        module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device(), size=size
     )
 
 
-def load_to_device(patcher: comfy.model_patcher.ModelPatcher) -> torch.device:
-    """Make sure the model is on its compute device (freeing others if needed) and return that device."""
-    mm.load_models_gpu([patcher])
+def load_to_device(patcher: comfy.model_patcher.ModelPatcher, full: bool = False) -> torch.device:
+    """Make sure the model is on its compute device (freeing others if needed) and return that device.
+    ``full``: load it whole (models whose layers cannot be cast per call)."""
+    mm.load_models_gpu([patcher], force_full_load=full)
     return patcher.load_device
 
 

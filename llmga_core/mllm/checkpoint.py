@@ -39,6 +39,7 @@ __all__ = [
     "load_state_dict",
     "load_tokenizer",
     "split_state_dict",
+    "tensor_shapes",
     "text_config",
 ]
 
@@ -327,6 +328,28 @@ def load_state_dict(folder: LLMGAFolder, dtype: torch.dtype | None = None) -> di
                 value = value.to(dtype)
             state[key] = value
     return state
+
+
+def tensor_shapes(folder: LLMGAFolder) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, read from the safetensors headers (no weights read), or from a memory-mapped
+    ``.bin``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in folder.weight_files:
+        if folder.weight_format == "safetensors":
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():
+                        shapes[key] = tuple(f.get_slice(key).get_shape())
+            except (SafetensorError, OSError) as exc:
+                raise LLMGAInputError(
+                    f"{path.parent.name}/{path.name} is corrupt or truncated ({str(exc).strip()[:120]}); download "
+                    "that file again."
+                ) from None
+        else:
+            shapes.update({k: tuple(v.shape) for k, v in _load_file(path, "bin").items()})
+    return shapes
 
 
 def split_state_dict(

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import LLMGAInputError, clean_message
 from .model import LLMGAModel, LoadedMLLM
+from .quantize import quiet_bnb
 from .tokenize import tokenizer_input_ids
 
 __all__ = [
@@ -204,6 +205,7 @@ def generate_reply(
     with (
         torch.random.fork_rng(devices=devices, device_type=embeds.device.type if devices else "cuda"),
         warnings.catch_warnings(),
+        quiet_bnb(),  # LLM.int8 casts activations through fp16 by design and logs it on every call
     ):
         # The original also passes inputs_embeds, so the penalty covers generated tokens only, as here.
         warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")

@@ -45,6 +45,20 @@ from .checkpoint import (
     text_config,
 )
 from .image_prep import ClipPreprocessConfig
+from .quantize import (
+    BNB_CHOICES,
+    FP8,
+    NONE,
+    QUANTIZATIONS,
+    bnb_config,
+    fix_bnb_cpu_small_layers,
+    follow_weight_device_,
+    install_command,
+    missing_packages,
+    prequantized_reason,
+    quantize_fp8_,
+    quiet_bnb,
+)
 from .tokenize import IMAGE_TOKEN_INDEX
 
 __all__ = [
@@ -276,6 +290,12 @@ class LLMGAModel(nn.Module):
         self.mm_projector = mm_projector
         self.settings = settings
 
+    def _apply(self, fn: Any, recurse: bool = True) -> LLMGAModel:
+        # every move of the container (a model manager's load/offload) keeps 8-bit scales with their weights
+        super()._apply(fn, recurse)
+        follow_weight_device_(self)
+        return self
+
     # -- parts ---------------------------------------------------------------------------------------
     @property
     def embed_tokens(self) -> nn.Module:
@@ -287,6 +307,12 @@ class LLMGAModel(nn.Module):
 
     @property
     def llm_device(self) -> torch.device:
+        """Where the LLM computes: the ``device`` a host's model manager assigned (ComfyUI's ModelPatcher
+        sets it, and may leave some layers on the offload device to be cast per call), else where the
+        input embeddings are."""
+        device = self.__dict__.get("device")
+        if isinstance(device, torch.device):
+            return device
         return self.embed_tokens.weight.device
 
     @property
@@ -308,7 +334,7 @@ class LLMGAModel(nn.Module):
             )
         tower_param = next(self.vision_tower.parameters())
         out = self.vision_tower(
-            pixel_values.to(device=tower_param.device, dtype=tower_param.dtype), output_hidden_states=True
+            pixel_values.to(device=self.llm_device, dtype=tower_param.dtype), output_hidden_states=True
         )
         feats = out.hidden_states[self.settings.select_layer]
         if self.settings.select_feature == "patch":
@@ -316,7 +342,7 @@ class LLMGAModel(nn.Module):
         elif self.settings.select_feature != "cls_patch":
             raise LLMGAInputError(f"mm_vision_select_feature {self.settings.select_feature!r} is not supported.")
         proj_param = next(self.mm_projector.parameters())
-        return self.mm_projector(feats.to(device=proj_param.device, dtype=proj_param.dtype))
+        return self.mm_projector(feats.to(dtype=proj_param.dtype))
 
     # -- the splice ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -388,6 +414,12 @@ class LoadedMLLM:
     tokenizer: Any
     folder: LLMGAFolder
     vision_source: str  # "checkpoint", a clip_vision path, or "none"
+    quantization: str = NONE  # one of quantize.QUANTIZATIONS
+
+    @property
+    def bnb(self) -> bool:
+        """bitsandbytes layers: they move as whole modules (no per-layer casting)."""
+        return self.quantization in BNB_CHOICES
 
     @property
     def name(self) -> str:
@@ -418,7 +450,13 @@ def _mismatch(what: str, exc: BaseException, build: Any, state: Mapping[str, tor
     )
 
 
-def _load_llm(folder: LLMGAFolder, llm_state: dict[str, torch.Tensor], dtype: torch.dtype) -> nn.Module:
+def _load_llm(
+    folder: LLMGAFolder,
+    llm_state: dict[str, torch.Tensor],
+    dtype: torch.dtype,
+    quantization: str = NONE,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     cfg = text_config(folder)
@@ -428,10 +466,17 @@ def _load_llm(folder: LLMGAFolder, llm_state: dict[str, torch.Tensor], dtype: to
     if "model.embed_tokens.weight" not in llm_state:
         raise LLMGAInputError(f"{folder.name}: the weights have no model.embed_tokens.weight; not an LLMGA MLLM.")
     model_cls = AutoModelForCausalLM._model_mapping[type(cfg)]
+    extra: dict[str, Any] = {}
+    if quantization in BNB_CHOICES:
+        # quantised while loading; the vision tower and projector are built separately and stay unquantised
+        extra = {"quantization_config": bnb_config(quantization, dtype), "device_map": {"": str(device)}}
     try:
-        model, info = model_cls.from_pretrained(
-            None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True
-        )
+        with quiet_bnb():
+            model, info = model_cls.from_pretrained(
+                None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True, **extra
+            )
+    except torch.OutOfMemoryError:
+        raise  # the host names the smaller choices
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise _mismatch(f"{folder.name}: config.json and the weights", exc, lambda: model_cls(cfg), llm_state) from None
     missing = [k for k in info.get("missing_keys", ()) if k != "lm_head.weight"]
@@ -451,6 +496,8 @@ def _load_vision(cfg: dict[str, Any], vision: dict[str, torch.Tensor], dtype: to
         tower, info = CLIPVisionModel.from_pretrained(
             None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
         )
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise _mismatch("The CLIP vision config and weights", exc, lambda: CLIPVisionModel(config), vision) from None
     if info.get("missing_keys"):
@@ -467,6 +514,8 @@ def load_mllm(
     with_vision: bool = True,
     roots: Sequence[str | Path] = (),
     tower_roots: Sequence[str | Path] = (),
+    quantization: str = NONE,
+    python: str = "python",
 ) -> LoadedMLLM:
     """Load an LLMGA folder offline into a :class:`LoadedMLLM`.
 
@@ -475,13 +524,31 @@ def load_mllm(
     when the checkpoint has no tower weights (e.g. ComfyUI's models/clip_vision/...).
     ``with_vision=False`` skips the tower (text-only use). ``roots`` are the model folders the MLLM
     folder's files may link into, ``tower_roots`` where a local ``mm_vision_tower`` may be (ComfyUI's
-    clip_vision folders); the folder itself is always allowed (llmga_core.safe_paths).
+    clip_vision folders); the folder itself is always allowed (llmga_core.safe_paths). ``quantization`` is
+    one of :data:`~.quantize.QUANTIZATIONS` (the LLM's decoder Linears only); ``python`` is the interpreter
+    named in the install hint when bitsandbytes/accelerate are missing.
     """
     import transformers
 
+    if quantization not in QUANTIZATIONS:
+        raise LLMGAInputError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}.")
     folder = inspect_folder(path, roots)
+    missing = missing_packages(quantization)
+    if missing:
+        raise LLMGAInputError(
+            f"{quantization} quantization needs {' and '.join(missing)}, which this Python does not have. Install "
+            f"with `{install_command(missing, python)}` and restart ComfyUI, or choose 'fp8 (weights)' (no extra "
+            "package)."
+        )
     mm = folder.mm
     state = load_state_dict(folder)
+    reason = prequantized_reason(folder.config, list(state))
+    if reason:
+        raise LLMGAInputError(
+            f"{folder.name} is already quantised: {reason}. LLMGA loads the released full-precision folders and "
+            "quantises them itself: download the original folder (e.g. binxia/llmga-Qwen2-7B-full-finetune) and "
+            "pick 8-bit, 4-bit or fp8 in the loader's quantization input."
+        )
     llm_state, vision_state, proj_state = split_state_dict(state)
     del state
     verbosity = transformers.logging.get_verbosity()
@@ -489,7 +556,7 @@ def load_mllm(
     bar = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
-        llm = _load_llm(folder, llm_state, dtype)
+        llm = _load_llm(folder, llm_state, dtype, quantization, device)
         del llm_state
         tokenizer = load_tokenizer(folder, llm.config)  # the config _load_llm already built
         if len(tokenizer) != llm.get_input_embeddings().weight.shape[0]:
@@ -523,6 +590,12 @@ def load_mllm(
         image_size=image_size,
         max_length=int(mm["tokenizer_model_max_length"]) if mm["tokenizer_model_max_length"] else None,
     )
+    if quantization == FP8:
+        quantize_fp8_(llm)
+    elif quantization in BNB_CHOICES:
+        fix_bnb_cpu_small_layers(llm)
     model = LLMGAModel(llm, tower, projector.to(dtype).eval(), settings).requires_grad_(False)
     model.to(device)
-    return LoadedMLLM(model=model, tokenizer=tokenizer, folder=folder, vision_source=vision_source)
+    return LoadedMLLM(
+        model=model, tokenizer=tokenizer, folder=folder, vision_source=vision_source, quantization=quantization
+    )

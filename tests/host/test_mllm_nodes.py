@@ -185,13 +185,6 @@ def test_image_task_without_image_is_explained(comfy: ComfyClient) -> None:
     assert err is not None and "needs an image" in err["exception_message"]
 
 
-def test_quantization_on_cpu_is_explained(comfy: ComfyClient) -> None:
-    graph = {"1": loader(), "2": generate("text-to-image", "a fox", seed=7), "3": show(["2", 0])}
-    graph["1"]["inputs"]["quantization"] = "4-bit"
-    err = comfy.run(graph, expect_error=True).error()
-    assert err is not None and "CUDA" in err["exception_message"]
-
-
 def test_cancel_stops_generation_within_a_token_and_the_server_keeps_serving(comfy: ComfyClient) -> None:
     graph = {"1": loader(), "2": generate("text-to-image", "a long story", seed=8, tokens=4000), "3": show(["2", 0])}
     graph["2"]["inputs"]["temperature"] = 1.0
