@@ -164,17 +164,19 @@ def child(args: argparse.Namespace) -> dict:
     mllm.folder.generation_config.clear()  # type: ignore[attr-defined]  # no end token: exact token counts
     mllm.model.language_model.generation_config.eos_token_id = None
     greedy = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens, repetition_penalty=1.0)
-    run_turn(mllm, PROMPT, None, SamplingSettings(temperature=0, max_new_tokens=2))  # warm-up
-    speeds = []
-    for _ in range(args.repeats):
-        r = run_turn(mllm, PROMPT, None, greedy)
-        speeds.append(r.tokens_per_s)
+    speeds, tokens = [], 0
+    if args.new_tokens > 0:
+        run_turn(mllm, PROMPT, None, SamplingSettings(temperature=0, max_new_tokens=2))  # warm-up
+        for _ in range(args.repeats):
+            r = run_turn(mllm, PROMPT, None, greedy)
+            speeds.append(r.tokens_per_s)
+            tokens = len(r.token_ids)
     out = {
         "llm_weight_bytes": weight_bytes(mllm.model.language_model),
         "projector_bytes": weight_bytes(mllm.model.mm_projector),
         "load_s": load_s,
-        "decode_tok_s": sorted(speeds)[len(speeds) // 2],
-        "tokens": len(r.token_ids),
+        "decode_tok_s": sorted(speeds)[len(speeds) // 2] if speeds else float("nan"),
+        "tokens": tokens,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB,
     }
     if args.device.startswith("cuda"):
@@ -254,7 +256,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "llmga-bench-quant"))
     ap.add_argument("--dtype", default=None, help="half-precision dtype of the run (bfloat16 on CPU, float16 CUDA)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=16, help="0: sizes and peak RSS only (no turn)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--skip-fp32-above", type=float, default=1.0, help="skip fp32 'none' above this many B params")
