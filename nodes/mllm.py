@@ -133,13 +133,15 @@ def _model_folder(name: str) -> str:
 
 def _bnb_runs_here() -> bool:
     """bitsandbytes can run on this install's compute device: not installed (the loader then names the
-    pip command), or installed with a native library for this device (CUDA, or its CPU backend)."""
+    pip command), or installed with a native library for this device (CUDA, ROCm, XPU or its CPU backend;
+    none for MPS/DirectML)."""
     spec = importlib.util.find_spec("bitsandbytes")
     if spec is None or not spec.submodule_search_locations:
         return True
     libs = [p.name for loc in spec.submodule_search_locations for p in Path(loc).glob("libbitsandbytes_*")]
-    kind = "cuda" if torch.cuda.is_available() and not mm.cpu_mode() else "cpu"
-    return any(name.startswith(f"libbitsandbytes_{kind}") for name in libs)
+    device = mm.get_torch_device().type
+    kind = {"cpu": "cpu", "cuda": "rocm" if torch.version.hip else "cuda", "xpu": "xpu"}.get(device)
+    return kind is not None and any(name.startswith(f"libbitsandbytes_{kind}") for name in libs)
 
 
 def quantization_options() -> list[str]:
