@@ -163,9 +163,9 @@ def child(args: argparse.Namespace) -> dict:
     load_s = time.perf_counter() - start
     mllm.folder.generation_config.clear()  # type: ignore[attr-defined]  # no end token: exact token counts
     mllm.model.language_model.generation_config.eos_token_id = None
-    greedy = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens, repetition_penalty=1.0)
     speeds, tokens = [], 0
     if args.new_tokens > 0:
+        greedy = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens, repetition_penalty=1.0)
         run_turn(mllm, PROMPT, None, SamplingSettings(temperature=0, max_new_tokens=2))  # warm-up
         for _ in range(args.repeats):
             r = run_turn(mllm, PROMPT, None, greedy)
