@@ -60,6 +60,29 @@ function showResult(node, message, label) {
   node.setDirtyCanvas?.(true, true);
 }
 
+// The template browser opens every template fitted to the window: our graphs are wide, so their nodes end up
+// at about half size and unreadable. Our workflows carry a saved view (extra.ds, from scripts/frame_workflows.py)
+// at a readable zoom: apply it once the graph is configured, unless the user turned view restoring off or the
+// saved view would show no node at all (the frontend's own rule for saved views).
+function restoreSavedView() {
+  const graph = app.rootGraph ?? app.graph;
+  const ds = graph?.extra?.ds;
+  const canvas = app.canvas;
+  if (!ds || !canvas?.ds || !Array.isArray(ds.offset) || !(ds.scale > 0)) return;
+  if (app.extensionManager?.setting?.get?.("Comfy.EnableWorkflowViewRestore") === false) return;
+  const nodes = graph._nodes ?? graph.nodes ?? [];
+  if (!nodes.some((n) => typeof n.type === "string" && n.type.startsWith("LLMGA"))) return;
+  const [w, h] = [canvas.canvas.width / (window.devicePixelRatio || 1), canvas.canvas.height / (window.devicePixelRatio || 1)];
+  const view = [-ds.offset[0], -ds.offset[1], w / ds.scale, h / ds.scale];
+  const seen = nodes.some(
+    (n) => n.pos[0] < view[0] + view[2] && n.pos[0] + n.size[0] > view[0] && n.pos[1] < view[1] + view[3] && n.pos[1] + n.size[1] > view[1],
+  );
+  if (!seen) return;
+  canvas.ds.scale = ds.scale;
+  canvas.ds.offset = [ds.offset[0], ds.offset[1]];
+  canvas.setDirty(true, true);
+}
+
 api.addEventListener("progress_text", (event) => {
   const { nodeId, text } = event.detail ?? {};
   const node = app.graph?.getNodeById?.(nodeId) ?? app.graph?.getNodeById?.(Number(nodeId));
@@ -68,6 +91,9 @@ api.addEventListener("progress_text", (event) => {
 
 app.registerExtension({
   name: "llmga.core",
+  async afterConfigureGraph() {
+    restoreSavedView();
+  },
   nodeCreated(node) {
     if (typeof node.comfyClass === "string" && node.comfyClass.startsWith("LLMGA")) {
       node.color = node.color ?? LLMGA_COLOR;

@@ -59,13 +59,10 @@ def torch_lines(python: Path) -> list[str]:
 
 
 def pip(python: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    command = [str(python), "-m", "pip", "--disable-pip-version-check", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    return result
 
 
 @pytest.fixture
@@ -121,8 +118,14 @@ def test_git_install_as_written_in_the_readme(scratch: Path, comfy: ComfyClient)
     if host_venv == Path(sys.base_prefix).resolve():
         pytest.skip("the tests do not run in a venv, so there is no ComfyUI venv to copy")
     comfy_tree = scratch / "ComfyUI"
-    ignore = shutil.ignore_patterns("custom_nodes", "models", "input", "output", "temp", "user", "__pycache__", "*.db")
-    shutil.copytree(comfyui_dir(), comfy_tree, symlinks=True, ignore=ignore)
+    source = comfyui_dir()
+    user_data = {"custom_nodes", "models", "input", "output", "temp", "user"}  # only at the top of the tree
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n == "__pycache__" or n.endswith(".db")}
+        return skip | (user_data & set(names) if Path(folder) == source else set())
+
+    shutil.copytree(source, comfy_tree, symlinks=True, ignore=ignore)
     (comfy_tree / "custom_nodes").mkdir()
     venv = comfy_tree / "venv"
     subprocess.run(["cp", "-al", str(host_venv), str(venv)], check=True)  # cheap: hard links, same inodes
@@ -172,11 +175,10 @@ def oldest_torch_wheels() -> Path:
     """The wheels of the oldest supported torch family, downloaded from PyPI once (≈ 780 MB)."""
 
     def build(out: Path) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", f"-d={out}", *OLDEST_TORCH],
-            check=True,
-            timeout=1800,
-        )
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(out)]
+        subprocess.run([*command, *OLDEST_TORCH], check=True, timeout=1800)
+        if len(list(out.glob("*.whl"))) != len(OLDEST_TORCH):
+            raise RuntimeError(f"pip download left {sorted(p.name for p in out.iterdir())} in {out}")
 
     return cached_dir("torch-wheels-oldest", OLDEST_TORCH[0].split("==")[1], build)
 
