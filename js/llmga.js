@@ -83,6 +83,55 @@ function restoreSavedView() {
   canvas.setDirty(true, true);
 }
 
+// Missing models on load. ComfyUI's frontend reports missing single files itself (a checkpoint, a ControlNet, the
+// DiffRIR weights: the workflows carry their link and folder in `models`). It does not check model *folders*, so a
+// missing LLMGA MLLM or diffusers folder used to surface only after Run; this reports them when the graph opens:
+// the node is marked and a message says what to get and where to put it.
+const FOLDER_LOADERS = { LLMGAMLLMLoader: ["model", "llmga_mllm"], LLMGACheckpointLoader: ["folder", "diffusers"] };
+const FOLDER_PATHS = { llmga_mllm: "ComfyUI/models/llmga/mllm/", diffusers: "ComfyUI/models/diffusers/" };
+let requestedFolders = new Map(); // node id -> the folder the workflow file names (before combos are reset)
+
+function rememberRequestedFolders(graphData) {
+  requestedFolders = new Map();
+  for (const node of graphData?.nodes ?? []) {
+    const spec = FOLDER_LOADERS[node.type];
+    const value = Array.isArray(node.widgets_values) ? node.widgets_values[0] : node.widgets_values?.[spec?.[0]];
+    if (spec && typeof value === "string" && value) requestedFolders.set(String(node.id), value);
+  }
+}
+
+function missingFolders(graph) {
+  const missing = [];
+  for (const node of graph?._nodes ?? []) {
+    const spec = FOLDER_LOADERS[node.type];
+    if (!spec || node.mode === 2 || node.mode === 4) continue; // muted or bypassed nodes do not run
+    const name = requestedFolders.get(String(node.id)) ?? node.widgets?.find((w) => w.name === spec[0])?.value;
+    const defined = window.LiteGraph?.registered_node_types?.[node.type]?.nodeData?.input?.required?.[spec[0]]?.[0];
+    const widget = node.widgets?.find((w) => w.name === spec[0]);
+    const available = Array.isArray(defined) ? defined : widget?.options?.values;
+    if (typeof name !== "string" || !name || !Array.isArray(available) || available.includes(name)) continue;
+    const entry = (node.properties?.models ?? []).find((m) => m.name === name);
+    missing.push({ node, name, url: entry?.url, folder: FOLDER_PATHS[entry?.directory ?? spec[1]] });
+  }
+  return missing;
+}
+
+function reportMissingFolders() {
+  for (const { node, name, url, folder } of missingFolders(app.rootGraph ?? app.graph)) {
+    const title = node.title || node.type;
+    const get = url ? `Get it from ${url} ` : "Get the released folder ";
+    const detail =
+      `${title} (#${node.id}): the model folder "${name}" is not installed. ${get}` +
+      `(or run: python -m llmga_core.download ${name}) and put the whole folder in ${folder}${name}, ` +
+      "then press R in ComfyUI to refresh the lists.";
+    node.has_errors = true;
+    node.llmgaMissing = detail;
+    app.extensionManager?.toast?.add?.({ severity: "warn", summary: "LLMGA: model folder missing", detail });
+    console.warn(`[LLMGA] ${detail}`);
+  }
+  app.canvas?.setDirty?.(true, true);
+}
+
 api.addEventListener("progress_text", (event) => {
   const { nodeId, text } = event.detail ?? {};
   const node = app.graph?.getNodeById?.(nodeId) ?? app.graph?.getNodeById?.(Number(nodeId));
@@ -91,8 +140,12 @@ api.addEventListener("progress_text", (event) => {
 
 app.registerExtension({
   name: "llmga.core",
+  async beforeConfigureGraph(graphData) {
+    rememberRequestedFolders(graphData);
+  },
   async afterConfigureGraph() {
     restoreSavedView();
+    reportMissingFolders();
   },
   nodeCreated(node) {
     if (typeof node.comfyClass === "string" && node.comfyClass.startsWith("LLMGA")) {
@@ -100,6 +153,20 @@ app.registerExtension({
     }
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (FOLDER_LOADERS[nodeData.name]) {
+      // a red frame on a loader whose folder is missing (the frontend resets has_errors to its own findings)
+      const onDrawForeground = nodeType.prototype.onDrawForeground;
+      nodeType.prototype.onDrawForeground = function (ctx) {
+        onDrawForeground?.apply(this, arguments);
+        if (!this.llmgaMissing) return;
+        const title = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+        ctx.save();
+        ctx.strokeStyle = "#ff4444";
+        ctx.lineWidth = 3;
+        ctx.strokeRect(-3, -title - 3, this.size[0] + 6, this.size[1] + title + 6);
+        ctx.restore();
+      };
+    }
     if (!TEXT_NODES.has(nodeData.name)) return;
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {

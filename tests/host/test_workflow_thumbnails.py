@@ -77,3 +77,19 @@ def test_every_workflow_has_its_readable_saved_view() -> None:
         x0, y0, _, _ = frame.graph_bounds(workflow)
         left, top = (x0 + view["offset"][0]) * view["scale"], (y0 + view["offset"][1]) * view["scale"]
         assert 0 <= left < 200 and 0 <= top < 300, f"{path.name}: the graph starts off screen at {left, top}"
+
+
+def test_every_workflow_names_where_its_models_come_from() -> None:
+    """Each loader's model has its link and folder in the workflow (scripts/workflow_models.py), which the
+    frontend and js/llmga.js show when the model is missing."""
+    import json
+
+    models = _script("workflow_models")
+    for path in WORKFLOWS:
+        workflow = json.loads(path.read_text())
+        assert json.loads(json.dumps(models.with_models(json.loads(path.read_text())))) == workflow, (
+            f"{path.name}: run scripts/workflow_models.py"
+        )
+        for node in workflow["nodes"]:
+            for entry in node.get("properties", {}).get("models", []):
+                assert entry["url"].startswith("https://") and entry["directory"], (path.name, entry)
