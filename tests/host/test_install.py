@@ -7,6 +7,7 @@ pack the way the README tells a git user, and a fresh venv holding the oldest to
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -204,3 +205,33 @@ def test_requirements_keep_the_oldest_supported_torch(scratch: Path) -> None:
 
     pip(python, "install", "-r", str(REPO_ROOT / "requirements.txt"))
     assert torch_lines(python) == before
+
+
+def test_setup_for_run_installs_no_test_tools(scratch: Path) -> None:
+    """`make run`'s set-up (scripts/setup_host.sh run) on a fresh clone: it links the pack into the ComfyUI it
+    is given and installs neither the test tools nor a browser. The clone reuses this venv (its torch stamp
+    copied, so torch is not reinstalled) and a copy of the host tree (COMFYUI_PATH), so nothing shared moves."""
+    host_venv = Path(sys.prefix).resolve()
+    torch_stamp = REPO_ROOT / ".cache" / "stamps" / "torch"
+    if host_venv == Path(sys.base_prefix).resolve() or not torch_stamp.is_file():
+        pytest.skip("needs the venv that scripts/setup_host.sh made")
+    clone = scratch / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+    (clone / ".venv").symlink_to(host_venv, target_is_directory=True)
+    (clone / ".cache" / "stamps").mkdir(parents=True)
+    shutil.copy(torch_stamp, clone / ".cache" / "stamps" / "torch")
+    comfy_tree = scratch / "ComfyUI"
+    ignore = shutil.ignore_patterns("custom_nodes", "__pycache__")  # comfy/ has no custom_nodes folder of its own
+    shutil.copytree(comfyui_dir(), comfy_tree, symlinks=True, ignore=ignore)
+    env = {**os.environ, "COMFYUI_PATH": str(comfy_tree)}
+    env.pop("LLMGA_SKIP_BROWSER", None)
+    result = subprocess.run(
+        ["bash", "scripts/setup_host.sh", "run"], cwd=clone, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stderr
+    assert "ready (run)" in log
+    assert "test tools" not in log and "chromium" not in log and "npm" not in log, log
+    assert not (clone / ".cache" / "stamps" / "test-requirements").exists()
+    assert (comfy_tree / "custom_nodes" / PACK_FOLDER).resolve() == clone.resolve()
+    assert (clone / ".cache" / "comfyui_path").read_text().strip() == str(comfy_tree.resolve())
