@@ -234,4 +234,4 @@ def test_setup_for_run_installs_no_test_tools(scratch: Path) -> None:
     assert "test tools" not in log and "chromium" not in log and "npm" not in log, log
     assert not (clone / ".cache" / "stamps" / "test-requirements").exists()
     assert (comfy_tree / "custom_nodes" / PACK_FOLDER).resolve() == clone.resolve()
-    assert (clone / ".cache" / "comfyui_path").read_text().strip() == str(comfy_tree.resolve())
+    assert Path((clone / ".cache" / "comfyui_path").read_text().strip()).resolve() == comfy_tree.resolve()
