@@ -40,18 +40,23 @@ def test_every_card_shows_its_thumbnail(page: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "browser.png"))
     for path in WORKFLOWS:
-        title = page.get_by_text(path.stem, exact=True).first
-        title.scroll_into_view_if_needed()
-        # the card is the nearest ancestor of the title that holds an image
-        image = title.locator("xpath=ancestor::*[.//img][1]//img").first
-        image.wait_for(timeout=15_000)
-        loaded = "(img) => img.complete && img.naturalWidth > 0"
-        page.wait_for_function(loaded, arg=image.element_handle(), timeout=15_000)
-        natural, shown = image.evaluate(
-            "(img) => [[img.naturalWidth, img.naturalHeight], img.getBoundingClientRect().width]"
-        )
-        assert natural == [512, 512], f"{path.stem}: the card's picture is {natural}"
-        assert shown >= 200, f"{path.stem}: the card's picture is drawn {shown:.0f} px wide"
+        # The grid re-renders while thumbnails arrive, so find the card afresh on every try.
+        card_image = """(stem) => {
+            const title = [...document.querySelectorAll('*')].find(
+                (e) => e.children.length === 0 && e.textContent.trim() === stem);
+            let box = title;
+            while (box && !box.querySelector('img')) box = box.parentElement;
+            const img = box?.querySelector('img');
+            if (!img) return null;
+            img.scrollIntoView({ block: 'center' });
+            const width = img.getBoundingClientRect().width;
+            return img.complete && img.naturalWidth > 0 && width > 0
+                ? { natural: [img.naturalWidth, img.naturalHeight], width } : null;
+        }"""
+        page.wait_for_function(card_image, arg=path.stem, timeout=30_000)
+        found = page.evaluate(card_image, path.stem)
+        assert found["natural"] == [512, 512], f"{path.stem}: the card's picture is {found['natural']}"
+        assert found["width"] >= 200, f"{path.stem}: the card's picture is drawn {found['width']:.0f} px wide"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
