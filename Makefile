@@ -1,6 +1,6 @@
 # The two commands of the README:
-#   make run    set up if needed, then ComfyUI with the pack on http://$(HOST):$(PORT)
-#   make test   set up if needed, then lint and the whole test suite (core, host, browser)
+#   make run    set up what running needs (setup-run), then ComfyUI with the pack on http://$(HOST):$(PORT)
+#   make test   set up what testing needs too (setup: test tools, browser), then lint and every test tier
 # COMFYUI_PATH=/path/to/ComfyUI points both at an existing ComfyUI checkout instead of the cached 0.30.0.
 
 HOST ?= 127.0.0.1
@@ -15,12 +15,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 COMFY = $(shell cat .cache/comfyui_path)
 
-.PHONY: setup setup-compat run test test-core test-host test-e2e test-parity lint bench clean-fixtures models
+.PHONY: setup setup-run setup-compat run test test-core test-host test-e2e test-parity lint bench clean-fixtures models
 
+# What the tests need: setup-run's part plus the test tools and a browser (LLMGA_SKIP_BROWSER=1 skips it).
 setup:
-	@bash scripts/setup_host.sh
+	@bash scripts/setup_host.sh test
 
-run: setup
+# What `make run` needs: venv, ComfyUI host, ComfyUI's and the pack's requirements, the custom_nodes link.
+setup-run:
+	@bash scripts/setup_host.sh run
+
+run: setup-run
 	cd "$(COMFY)" && exec "$(CURDIR)/$(PY)" main.py --listen $(HOST) --port $(PORT) \
 		$$("$(CURDIR)/$(PY)" -c 'import torch; print("" if torch.cuda.is_available() else "--cpu")') $(COMFY_ARGS)
 
@@ -62,5 +67,5 @@ clean-fixtures:
 	rm -rf .cache/fixtures
 
 # Fetch LLMGA weights into the host's models folder: make models NAMES="llmga-Qwen2-0.5B-full-finetune"
-models: setup
+models: setup-run
 	$(PY) -m llmga_core.download --models-dir "$(COMFY)/models" $(NAMES)

