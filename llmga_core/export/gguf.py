@@ -15,6 +15,7 @@ the pack runs (vocab shrink applied, tower taken from the checkpoint or ``clip_v
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,11 @@ from .gguf_text import GGUF_ARCH, as_array, text_hparams, text_tensors
 from .gguf_vocab import llama_cpp_model_name, vocab_from_tokenizer
 from .hf_llava import PASSTHROUGH_CHAT_TEMPLATE
 
-__all__ = ["GGUF_DTYPES", "TEMPLATE_KEY", "GGUFExport", "export_gguf"]
+__all__ = ["GENERATION_KEY", "GGUF_DTYPES", "TEMPLATE_KEY", "GGUFExport", "export_gguf"]
 
 GGUF_DTYPES = ("f32", "f16")
 TEMPLATE_KEY = "llmga.template"
+GENERATION_KEY = "llmga.generation_config"  # the folder's generation_config.json (sampling defaults, end ids)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ def _write_text(mllm: Any, path: Path, name: str, template: str, f16: bool) -> N
     vocab.write(writer)
     writer.add_chat_template(PASSTHROUGH_CHAT_TEMPLATE)
     writer.add_string(TEMPLATE_KEY, template)
+    writer.add_string(GENERATION_KEY, json.dumps(dict(mllm.folder.generation_config), sort_keys=True))
     for tensor_name, value in text_tensors(lm):
         writer.add_tensor(tensor_name, as_array(value, f16))
     _finish(writer)
