@@ -36,9 +36,7 @@ def prompt_ids(model: LlamaCppModel, prompt: str) -> list[int]:
     return build_input_ids(prompt, lambda s: model.tokenize(s, add_special=True), model.bos if model.add_bos else None)
 
 
-def prefill(
-    model: LlamaCppModel, ids: Sequence[int], image_rows: np.ndarray | None = None
-) -> None:
+def prefill(model: LlamaCppModel, ids: Sequence[int], image_rows: np.ndarray | None = None) -> None:
     """Evaluate a whole prompt from an empty context, leaving the last position's logits."""
     where = [i for i, t in enumerate(ids) if t == IMAGE_TOKEN_INDEX]
     if len(where) > 1:
@@ -138,6 +136,7 @@ def run_gguf_turn(
     prompt_len = model.n_past
     chain = sampler_chain(model, cfg, settings.seed, settings.max_new_tokens)
     tokens: list[int] = []
+    raw = b""  # pieces joined as bytes: a character may span tokens
     text = ""
     first: float | None = None
     reason = "max_new_tokens"
@@ -148,7 +147,8 @@ def run_gguf_turn(
                 first = time.perf_counter() - start
             tokens.append(token)
             previous = len(text)
-            text = model.detokenize(tokens)
+            raw += model.piece(token)
+            text = raw.decode("utf-8", "replace")
             if on_token is not None:
                 on_token(token, text)
             if (token in end_ids) if end_ids else model.is_eog(token):

@@ -78,8 +78,9 @@ def inspect_gguf(path: str | Path) -> GGUFFileInfo:
         reader = GGUFReader(str(path))
     except Exception as exc:  # the reader raises ValueError/struct errors/IndexError on cut files
         raise _fail(
-            path, f"cannot be read as GGUF ({type(exc).__name__}: {exc}); the file is truncated or damaged, "
-            "download or export it again."
+            path,
+            f"cannot be read as GGUF ({type(exc).__name__}: {exc}); the file is truncated or damaged, "
+            "download or export it again.",
         ) from None
     data_end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     if data_end > path.stat().st_size:
@@ -91,12 +92,16 @@ def inspect_gguf(path: str | Path) -> GGUFFileInfo:
 
     arch = text("general.architecture") or ""
     if arch == "clip":
-        raise _fail(path, "is an mmproj (vision projector) file; pick the text model GGUF as the model and this "
-                    "file as the vision source.")
+        raise _fail(
+            path,
+            "is an mmproj (vision projector) file; pick the text model GGUF as the model and this "
+            "file as the vision source.",
+        )
     if arch not in SUPPORTED_ARCHS:
         raise _fail(
-            path, f"has architecture {arch!r}; the LLMGA GGUF loader runs the LLMGA backbones "
-            f"({', '.join(SUPPORTED_ARCHS)}). Export an LLMGA folder with `python -m llmga_core.export gguf`."
+            path,
+            f"has architecture {arch!r}; the LLMGA GGUF loader runs the LLMGA backbones "
+            f"({', '.join(SUPPORTED_ARCHS)}). Export an LLMGA folder with `python -m llmga_core.export gguf`.",
         )
     ftype = reader.fields.get("general.file_type")
     return GGUFFileInfo(
@@ -139,8 +144,10 @@ class LlamaCppModel:
         mparams.n_gpu_layers = int(self.settings.n_gpu_layers)
         model = self.lib.llama_model_load_from_file(str(self.info.path).encode(), mparams)
         if not model:
-            raise _fail(self.info.path, "llama.cpp could not load it (see the log); the file may be damaged or of "
-                        "an unsupported variant.")
+            raise _fail(
+                self.info.path,
+                "llama.cpp could not load it (see the log); the file may be damaged or of an unsupported variant.",
+            )
         self._native.model = model
         cparams = self.lib.llama_context_default_params()
         threads = int(self.settings.n_threads or default_threads())
@@ -155,8 +162,11 @@ class LlamaCppModel:
         ctx = self.lib.llama_init_from_model(model, cparams)
         if not ctx:
             self.close()
-            raise _fail(self.info.path, f"llama.cpp could not create a context of {self.settings.n_ctx} tokens "
-                        "(out of memory?); lower the context length.")
+            raise _fail(
+                self.info.path,
+                f"llama.cpp could not create a context of {self.settings.n_ctx} tokens "
+                "(out of memory?); lower the context length.",
+            )
         self._native.ctx = ctx
         self.vocab = self.lib.llama_model_get_vocab(model)
         self.n_vocab = int(self.lib.llama_vocab_n_tokens(self.vocab))
