@@ -34,6 +34,7 @@ PLACEHOLDER_FILES = {
     "checkpoints": ["v1-5-pruned-emaonly-fp16.safetensors"],
     "controlnet": ["control_v11p_sd15_canny_fp16.safetensors"],
     "llmga_diffrir": ["DiffRIR_x1_S2GAN.pth"],
+    "llmga_gguf": ["llmga-Qwen2-0.5B-full-finetune-q8_0.gguf", "mmproj-llmga-Qwen2-0.5B-full-finetune-f16.gguf"],
 }
 PLACEHOLDER_DIRS = {
     "llmga_mllm": ["llmga-Qwen2-0.5B-full-finetune"],
