@@ -7,6 +7,7 @@ when the object is garbage-collected), so a host can drop a model and get its me
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 import weakref
@@ -68,6 +69,14 @@ def inspect_gguf(path: str | Path) -> GGUFFileInfo:
     path = Path(path)
     if not path.is_file():
         raise LLMGAInputError(f"No GGUF file at {path}.")
+    stat = path.stat()
+    return _inspect(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _inspect(path: Path, _size: int, _mtime_ns: int) -> GGUFFileInfo:
+    """The header check, once per file version: gguf's reader walks every vocabulary entry in Python,
+    which takes seconds for a 150k-token vocabulary."""
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic != b"GGUF":
