@@ -2,8 +2,9 @@
 
 models/llmga/mllm/<folder>   LLMGA MLLM folders as published (config.json, *.safetensors, tokenizer files)
 models/llmga/diffrir/<file>  DiffRIR weights (.pth loaded with weights_only, or .safetensors)
+models/llmga/gguf/<file>     LLMGA GGUF text models and their mmproj files (models/LLM/ is searched too)
 
-In extra_model_paths.yaml use the keys ``llmga_mllm`` and ``llmga_diffrir``.
+In extra_model_paths.yaml use the keys ``llmga_mllm``, ``llmga_diffrir`` and ``llmga_gguf``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ import folder_paths
 
 MLLM = "llmga_mllm"
 DIFFRIR = "llmga_diffrir"
+GGUF = "llmga_gguf"
 _FOLDERS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     MLLM: (("llmga", "mllm"), {"folder"}),
     DIFFRIR: (("llmga", "diffrir"), {".pth", ".safetensors"}),
+    GGUF: (("llmga", "gguf"), {".gguf"}),
 }
+_ALSO = {GGUF: (("LLM",),)}  # where other GGUF packs keep language models
 
 
 def register() -> None:
     """Add the default folders first in line, keeping any paths extra_model_paths.yaml already gave."""
     for name, (parts, extensions) in _FOLDERS.items():
         folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, *parts), is_default=True)
+        for more in _ALSO.get(name, ()):
+            folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, *more))
         paths, _ = folder_paths.folder_names_and_paths[name]
         folder_paths.folder_names_and_paths[name] = (paths, extensions)
 

@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     gg = sub.add_parser("gguf", help="text GGUF + mmproj GGUF (llama.cpp)")
     gg.add_argument("src", help="an LLMGA MLLM folder as published")
     gg.add_argument("out", help="the folder to write the two .gguf files into")
-    gg.add_argument("--dtype", choices=["f32", "f16"], default="f16")
+    gg.add_argument(
+        "--dtype",
+        choices=["f32", "f16", "q8_0", "q4_0"],
+        default="f16",
+        help="weights of the text model (f16: exact; q8_0: near-exact, half of f16; q4_0: smallest)",
+    )
     gg.add_argument("--clip-vision", default=None, help="CLIP folder, for a checkpoint stored without its tower")
     gg.add_argument("--template", default=None, help="LLMGA template name (default: chosen as the loader does)")
     opts = parser.parse_args(args)

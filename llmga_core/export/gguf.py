@@ -15,6 +15,7 @@ the pack runs (vocab shrink applied, tower taken from the checkpoint or ``clip_v
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,18 @@ from .gguf_text import GGUF_ARCH, as_array, text_hparams, text_tensors
 from .gguf_vocab import llama_cpp_model_name, vocab_from_tokenizer
 from .hf_llava import PASSTHROUGH_CHAT_TEMPLATE
 
-__all__ = ["GGUF_DTYPES", "TEMPLATE_KEY", "GGUFExport", "export_gguf"]
+__all__ = ["GENERATION_KEY", "GGUF_DTYPES", "TEMPLATE_KEY", "GGUFExport", "export_gguf"]
 
-GGUF_DTYPES = ("f32", "f16")
+GGUF_DTYPES = ("f32", "f16", "q8_0", "q4_0")
+_FILE_TYPES = {
+    "f32": gguf.LlamaFileType.ALL_F32,
+    "f16": gguf.LlamaFileType.MOSTLY_F16,
+    "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+}
+_QUANTS = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
 TEMPLATE_KEY = "llmga.template"
+GENERATION_KEY = "llmga.generation_config"  # the folder's generation_config.json (sampling defaults, end ids)
 
 
 @dataclass(frozen=True)
@@ -47,11 +56,28 @@ class GGUFExport:
     template: str  # the LLMGA conversation template name (render prompts with it)
 
 
-def _writer(path: Path, arch: str, name: str, f16: bool) -> gguf.GGUFWriter:
+def _writer(path: Path, arch: str, name: str, dtype: str) -> gguf.GGUFWriter:
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(name)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(_FILE_TYPES[dtype])
     return writer
+
+
+def _add_text_tensor(writer: gguf.GGUFWriter, name: str, value: torch.Tensor, dtype: str) -> None:
+    """Matrices in ``dtype`` (quantised with the ``gguf`` package's reference quantizers), vectors in f32.
+
+    Q4_0 keeps the token embeddings and the output head at Q8_0 (llama.cpp's own quantizer also keeps the
+    vocabulary ends above 4 bits); a matrix whose rows are not whole quant blocks stays f16."""
+    kind = _QUANTS.get(dtype)
+    if kind is None or value.ndim != 2:
+        writer.add_tensor(name, as_array(value, dtype != "f32"))
+        return
+    if kind == gguf.GGMLQuantizationType.Q4_0 and name in ("token_embd.weight", "output.weight"):
+        kind = gguf.GGMLQuantizationType.Q8_0
+    if value.shape[-1] % gguf.GGML_QUANT_SIZES[kind][0]:
+        writer.add_tensor(name, as_array(value, True))
+        return
+    writer.add_tensor(name, gguf.quants.quantize(as_array(value, False), kind), raw_dtype=kind)
 
 
 def _finish(writer: gguf.GGUFWriter) -> None:
@@ -61,7 +87,7 @@ def _finish(writer: gguf.GGUFWriter) -> None:
     writer.close()
 
 
-def _write_text(mllm: Any, path: Path, name: str, template: str, f16: bool) -> None:
+def _write_text(mllm: Any, path: Path, name: str, template: str, dtype: str) -> None:
     lm = mllm.model.language_model
     cfg = lm.config
     arch = GGUF_ARCH.get(cfg.model_type)
@@ -71,13 +97,14 @@ def _write_text(mllm: Any, path: Path, name: str, template: str, f16: bool) -> N
         )
     rows = int(mllm.model.embed_tokens.weight.shape[0])
     vocab = vocab_from_tokenizer(mllm.tokenizer, rows, bos_fallback=getattr(cfg, "bos_token_id", None))
-    writer = _writer(path, arch, llama_cpp_model_name(name, vocab.rstrip_special), f16)
+    writer = _writer(path, arch, llama_cpp_model_name(name, vocab.rstrip_special), dtype)
     text_hparams(writer, cfg, rows)
     vocab.write(writer)
     writer.add_chat_template(PASSTHROUGH_CHAT_TEMPLATE)
     writer.add_string(TEMPLATE_KEY, template)
+    writer.add_string(GENERATION_KEY, json.dumps(dict(mllm.folder.generation_config), sort_keys=True))
     for tensor_name, value in text_tensors(lm):
-        writer.add_tensor(tensor_name, as_array(value, f16))
+        _add_text_tensor(writer, tensor_name, value, dtype)
     _finish(writer)
 
 
@@ -86,7 +113,7 @@ def _write_mmproj(mllm: Any, path: Path, name: str, f16: bool) -> None:
     if model.vision_tower is None:
         raise LLMGAInputError(f"{name}: export needs the vision tower (the checkpoint's or a clip_vision folder).")
     preprocess: ClipPreprocessConfig = mllm.clip_preprocess
-    writer = _writer(path, "clip", name, f16)
+    writer = _writer(path, "clip", name, "f16" if f16 else "f32")
     mmproj_hparams(writer, model.vision_tower.config, model.settings, preprocess.image_mean, preprocess.image_std)
     for tensor_name, value in mmproj_tensors(model.vision_tower, model.mm_projector, model.settings.select_layer):
         writer.add_tensor(tensor_name, as_array(value, f16))
@@ -111,12 +138,14 @@ def export_gguf(
 ) -> GGUFExport:
     """Write the text GGUF and the mmproj GGUF of an LLMGA folder into ``out_dir``.
 
-    ``dtype`` is "f32" or "f16" (matrices; norms and biases stay f32). ``clip_vision`` is the CLIP folder
-    for a checkpoint stored without its tower; ``template`` overrides the automatic LLMGA template choice.
+    ``dtype`` is "f32", "f16", "q8_0" or "q4_0" (matrices; norms and biases stay f32); the mmproj of a
+    quantised export is f16 (``mmproj-<name>-f16.gguf``: the image rows run in torch from it).
+    ``clip_vision`` is the CLIP folder for a checkpoint stored without its tower; ``template`` overrides the
+    automatic LLMGA template choice.
     """
     if dtype not in GGUF_DTYPES:
         raise LLMGAInputError(f"GGUF dtype must be one of {GGUF_DTYPES}, got {dtype!r}.")
-    f16 = dtype == "f16"
+    f16 = dtype != "f32"
     folder = Path(folder)
     choice = select_template_for_folder(folder, template)
     mllm = load_mllm(folder, dtype=_load_dtype(folder, f16), clip_vision=clip_vision)
@@ -126,7 +155,7 @@ def export_gguf(
     out.mkdir(parents=True, exist_ok=True)
     name = folder.name
     model_path = out / f"{name}-{dtype}.gguf"
-    mmproj_path = out / f"mmproj-{name}-{dtype}.gguf"
-    _write_text(mllm, model_path, name, choice.name, f16)
+    mmproj_path = out / f"mmproj-{name}-{dtype if dtype in ('f32', 'f16') else 'f16'}.gguf"
+    _write_text(mllm, model_path, name, choice.name, dtype)
     _write_mmproj(mllm, mmproj_path, name, f16)
     return GGUFExport(model=model_path, mmproj=mmproj_path, template=choice.name)

@@ -25,6 +25,7 @@ MODEL_STANDINS = {
     ("ControlNetLoader", "control_net_name"): "tiny_controlnet.safetensors",
     ("LLMGADiffRIRLoader", "weights"): "DiffRIR_x1_S2GAN.pth",
     ("LLMGAMLLMLoader", "model"): "llmga-Qwen2-0.5B-full-finetune",
+    ("LLMGAGGUFLoader", "model"): "llmga-Qwen2-0.5B-full-finetune-f32.gguf",
     # by the released folder a workflow names: text-to-image (also editing) or inpainting
     ("LLMGACheckpointLoader", "folder"): {
         "llmga-sd15-t2i-v2": "llmga-sd15-t2i",
