@@ -25,6 +25,13 @@ class Cancelled(Exception):
     pass
 
 
+@pytest.fixture(autouse=True)
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/core/mllm_model/conftest.py sets HF_HUB_OFFLINE for the whole process at collection; these tests
+    download from the local hub server, so they run with it unset (the offline test sets it itself)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
 def visible(models: Path) -> list[str]:
     """What a loader's listing would see: non-hidden entries of the model folder."""
     folder = models / ENTRY.folder
