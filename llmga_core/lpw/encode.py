@@ -108,6 +108,11 @@ def renormalised_weighting(hidden: torch.Tensor, weights: Sequence[float]) -> to
     mean_dtype = torch.promote_types(hidden.dtype, torch.float32)
     previous_mean = hidden.to(mean_dtype).mean(dim=(-2, -1)).to(hidden.dtype)
     weighted = hidden * w
+    # An encoder whose last LayerNorm has no bias (random test CLIPs) has a mean that is only rounding noise:
+    # the original's rescale would then multiply by noise/noise (inf on some CPUs). There is no mean to restore.
+    scale = hidden.to(mean_dtype).abs().mean(dim=(-2, -1))
+    if bool((previous_mean.to(mean_dtype).abs() <= 1e-5 * scale).all()):
+        return weighted
     current_mean = weighted.to(mean_dtype).mean(dim=(-2, -1)).to(hidden.dtype)
     out = weighted * (previous_mean / current_mean).reshape(-1, 1, 1)
     if not torch.isfinite(out).all() and torch.isfinite(hidden).all():
