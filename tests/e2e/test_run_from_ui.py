@@ -55,7 +55,7 @@ def run_from_ui(
     assert load_workflow(page, workflow) == []
     before = set(comfy.get_json("/history"))
     page.locator("button", has_text="Run").first.click()
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # the SDXL edit runs its full-size CLIPs on 2 cores
     while time.monotonic() < deadline:
         new = {k: v for k, v in comfy.get_json("/history").items() if k not in before}
         done = [v for v in new.values() if v.get("status", {}).get("completed") is not None]
