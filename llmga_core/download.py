@@ -50,8 +50,19 @@ def instructions(entry: CatalogEntry, models_dir: Path) -> str:
     )
 
 
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # huggingface_hub honours either
+
+
+def _offline_variable() -> str | None:
+    """The environment variable that puts the hub in offline mode, if one does."""
+    for name in _OFFLINE_VARIABLES:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return name
+    return None
+
+
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return _offline_variable() is not None
 
 
 def download(entry: CatalogEntry, models_dir: Path) -> Path:
@@ -170,8 +181,9 @@ def fetch(
     how = instructions(entry, models_dir)
     if entry.repo_id is None:
         raise DownloadError(f"{entry.name} is not on the Hugging Face Hub; fetch it by hand.\n{how}")
-    if _offline():
-        raise DownloadError(f"HF_HUB_OFFLINE is set, so nothing is downloaded.\n{how}")
+    offline = _offline_variable()
+    if offline is not None:
+        raise DownloadError(f"{offline} is set, so nothing is downloaded (unset it to allow downloads).\n{how}")
     import http.client
     import urllib.error
 

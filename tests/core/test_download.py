@@ -45,6 +45,7 @@ def test_download_asks_the_hub_for_only_the_needed_files(monkeypatch: pytest.Mon
     import huggingface_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kw: calls.append(kw) or kw["local_dir"])
     assert download.main(["--models-dir", str(tmp_path), "llmga-sd15-inpainting-v2"]) == 0
     (call,) = calls

@@ -27,9 +27,11 @@ class Cancelled(Exception):
 
 @pytest.fixture(autouse=True)
 def online(monkeypatch: pytest.MonkeyPatch) -> None:
-    """tests/core/mllm_model/conftest.py sets HF_HUB_OFFLINE for the whole process at collection; these tests
-    download from the local hub server, so they run with it unset (the offline test sets it itself)."""
+    """tests/core/mllm_model/conftest.py sets HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE for the whole process at
+    collection; these tests download from the local hub server, so they run with both unset (the offline test
+    sets them itself)."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
 
 
 def visible(models: Path) -> list[str]:
@@ -109,10 +111,15 @@ def test_a_corrupted_file_is_rejected_and_deleted(tmp_path: Path) -> None:
 
 def test_offline_and_off_hub_models_say_what_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(download.DownloadError, match="HF_HUB_OFFLINE") as err:
+    with pytest.raises(download.DownloadError, match="HF_HUB_OFFLINE is set") as err:
         download.fetch(ENTRY, tmp_path)
     assert "https://huggingface.co/binxia/llmga-tiny-test" in str(err.value)
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    # huggingface_hub is offline under TRANSFORMERS_OFFLINE too: the message names the variable that is set
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    with pytest.raises(download.DownloadError, match="TRANSFORMERS_OFFLINE is set"):
+        download.fetch(ENTRY, tmp_path)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     with pytest.raises(download.DownloadError, match=r"drive\.google\.com"):
         download.fetch(download.find("DiffRIR_x1_S2GAN.pth"), tmp_path)
     assert not any(tmp_path.iterdir())

@@ -32,7 +32,10 @@ from transformers import CLIPTextModel
 
 loader = importlib.import_module("llmga_pack.nodes.sd_models")
 sampler = importlib.import_module("llmga_pack.nodes.inpaint_sampler")
+import folder_paths
 root = Path(MODELS["root"])
+# the folders lie in a diffusers model folder, as a user's would (the inpainting folder shares parts by link)
+folder_paths.add_model_folder_path("diffusers", str(root), is_default=True)
 STEPS, CFG, SEED = 4, 7.5, 11
 torch.manual_seed(0)
 y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")

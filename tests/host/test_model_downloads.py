@@ -31,7 +31,9 @@ def server(hub: tuple[HubState, str], tmp_path_factory: pytest.TempPathFactory) 
     server = ComfyServer(root=tmp_path_factory.mktemp("comfy-downloads"), models=host_models())
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HF_ENDPOINT", hub[1])
+        # the MLLM tests' conftest sets both for the whole pytest process; either puts the hub offline
         env.delenv("HF_HUB_OFFLINE", raising=False)
+        env.delenv("TRANSFORMERS_OFFLINE", raising=False)
         server.start()
     yield server
     server.stop()
