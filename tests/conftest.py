@@ -28,37 +28,42 @@ ARTIFACTS = REPO_ROOT / "artifacts"
 TEST_THREADS_ENV = "LLMGA_TEST_THREADS"
 
 
-# The host and browser tiers share one ComfyUI server per test process (comfy_server below). Under
-# pytest-xdist (make test: -n 2) they form one work unit that runs on one worker, in collection order, with
-# one server, while the core tier's modules are spread over the workers. (A scheduler rather than
-# xdist_group marks: pytest 9.2's node ids no longer take xdist 3.8's group suffix.)
-HOST_TIERS = ("host", "e2e")
+# Under pytest-xdist (make test: -n 2) every test module is one work unit, largest first, so the host and
+# browser tiers are spread over the workers like the core tier. Each worker that runs a host or browser
+# test starts its own ComfyUI server (comfy_server is session-scoped, i.e. one per worker process) on its
+# own port and folders; the modules share nothing else. (A scheduler rather than xdist_group marks: pytest
+# 9.2's node ids no longer take xdist 3.8's group suffix.)
+# A module listed here is split into one work unit per test: its tests are independent and it alone would
+# outlast the rest of a worker's share.
+SPLIT_BY_TEST: frozenset[str] = frozenset()
 
 
 def _xdist_scope(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
-    parts = path.split("/")
-    if parts[0] == "tests":  # rootdir above tests/
-        parts = parts[1:]
-    return "comfy" if parts and parts[0] in HOST_TIERS else path
+    relative = path[len("tests/") :] if path.startswith("tests/") else path  # rootdir above tests/
+    return nodeid if relative in SPLIT_BY_TEST else path
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     from xdist.scheduler import LoadScopeScheduling
 
-    class OneServerScheduling(LoadScopeScheduling):
-        """Scopes: one for the host and browser tiers, one per core test module (largest first)."""
+    class ModuleScheduling(LoadScopeScheduling):
+        """One scope per test module (per test for SPLIT_BY_TEST), largest first."""
 
         def _split_scope(self, nodeid: str) -> str:
             return _xdist_scope(nodeid)
 
-    return OneServerScheduling(config, log)
+    return ModuleScheduling(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """The suite's deterministic settings, set once for every tier."""
-    torch.set_num_threads(int(os.environ.get(TEST_THREADS_ENV, "1")))
+    threads = os.environ.get(TEST_THREADS_ENV, "1")
+    torch.set_num_threads(int(threads))
+    # The same for the processes the tests start (ComfyUI servers, in-process snippets, benches): with two
+    # workers each driving a server, torch's default of one thread per core would put four on two cores.
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
     # CPU kernels are deterministic already; this makes a nondeterministic one (on an accelerator) say so.
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -79,7 +84,8 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) ->
     server.stop()
     keep = ARTIFACTS / "host"
     keep.mkdir(parents=True, exist_ok=True)
-    shutil.copy(server.log_path, keep / "comfyui.log")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # one server per xdist worker: one log each
+    shutil.copy(server.log_path, keep / (f"comfyui-{worker}.log" if worker else "comfyui.log"))
 
 
 @pytest.fixture(scope="session")
