@@ -204,7 +204,7 @@ def paper_table() -> list[dict]:
         est = estimate_bytes(meta_shapes(model_type, fields))
         hidden = fields["hidden_size"]
         extra = 2 * (TOWER_PARAMS + 1024 * hidden + hidden * hidden + 2 * hidden)
-        row = {"model": name, "llm_params_b": (est.linear_params + est.other_params) / 1e9}
+        row = {"model": name, "llm_params_b": (est.linear_params + est.table_params + est.other_params) / 1e9}
         for choice in ("none", "fp8 (weights)", "8-bit", "4-bit"):
             row[f"llm_gib_{choice}"] = est.llm_bytes(choice) / GIB
             row[f"total_gib_{choice}"] = (est.llm_bytes(choice) + extra) / GIB

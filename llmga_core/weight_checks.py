@@ -10,7 +10,7 @@ embeddings; all of them when ``everything``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -24,11 +24,17 @@ _INTEGER_OK = ("position_ids", "num_batches_tracked")  # integer buffers some ch
 
 
 def check_weights(
-    state: Mapping[str, torch.Tensor], where: str, *, everything: bool = False, fix: str = "download it again"
+    state: Mapping[str, torch.Tensor],
+    where: str,
+    *,
+    everything: bool = False,
+    fix: str = "download it again",
+    integer_ok: Callable[[str], bool] | None = None,
 ) -> None:
-    """Refuse non-floating weights (naming key and dtype) and non-finite norms/embeddings (naming the key)."""
+    """Refuse non-floating weights (naming key and dtype) and non-finite norms/embeddings (naming the key).
+    ``integer_ok(key)`` admits integer tensors where a format stores them (bitsandbytes-quantised layers)."""
     for key, value in state.items():
-        if key.endswith(_INTEGER_OK):
+        if key.endswith(_INTEGER_OK) or (integer_ok is not None and integer_ok(key)):
             continue
         if not (value.is_floating_point() or value.is_complex()):
             raise LLMGAInputError(

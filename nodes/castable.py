@@ -13,6 +13,10 @@ loading (state dicts unchanged):
   buffer, convolutions) gets a cast-on-call mixin: when ComfyUI left it on the offload device (or on a
   device other than its input's), its tensors are copied to the input's device for that call only.
 
+- the int8 embedding table and head (llmga_core's ``Int8Embedding`` / ``Int8Head``) move their tensors
+  to the input's device themselves (the lookup gathers rows where the table is), so they only get the
+  attributes that tell ModelPatcher it may leave them on the offload device;
+
 bitsandbytes layers are left alone: they move as whole modules.
 """
 
@@ -26,7 +30,7 @@ import comfy.ops
 import torch
 from torch import nn
 
-from ..llmga_core.mllm.quantize import FP8Linear
+from ..llmga_core.mllm.quantize import FP8Linear, Int8Embedding, Int8Head
 
 __all__ = ["make_castable"]
 
@@ -85,6 +89,15 @@ class _CastOwnTensors:
             return super().forward(*args, **kwargs)  # type: ignore[misc]
 
 
+class _Offloadable:
+    """Mixin: the attributes ModelPatcher looks for on a module it may keep on the offload device; the
+    module's own forward already computes wherever its input is."""
+
+    comfy_cast_weights = False
+    weight_function: ClassVar[list[Any]] = []
+    bias_function: ClassVar[list[Any]] = []
+
+
 _MIXED: dict[type, type] = {}
 
 
@@ -92,7 +105,7 @@ def _with_mixin(cls: type, base: type) -> type:
     """``cls`` with ``base`` (a comfy op or the cast mixin) spliced in, cached per class."""
     key = (cls, base)
     if key not in _MIXED:
-        bases = (base, cls) if base is _CastOwnTensors else (cls, base)
+        bases = (base, cls) if base in (_CastOwnTensors, _Offloadable) else (cls, base)
         _MIXED[key] = type(f"Castable{cls.__name__}", bases, {})  # type: ignore[index]
     return _MIXED[key]  # type: ignore[index]
 
@@ -103,6 +116,8 @@ def _new_class(module: nn.Module) -> type | None:
         return None
     if cls is FP8Linear:
         return CastFP8Linear
+    if cls in (Int8Embedding, Int8Head):
+        return _with_mixin(cls, _Offloadable)
     if cls is nn.Linear:
         return _ops.Linear
     if cls is nn.Embedding:

@@ -50,6 +50,7 @@ from ..llmga_core.mllm.quantize import (
     FP8,
     QUANTIZATIONS,
     estimate_bytes,
+    is_out_of_memory,
     llm_dtype,
     weight_bytes,
 )
@@ -193,15 +194,19 @@ def _load(path: str, dtype: torch.dtype, clip: str | None, quantization: str) ->
                 quantization=quantization,
                 python=sys.executable,
             )
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        gc.collect()
-        mm.soft_empty_cache()
-        smaller = _smaller_choices(Path(path), dtype, quantization)
-        hint = f"choose a smaller quantization: {smaller}" if smaller else "choose a smaller model"
-        raise LLMGANodeError(
-            f"LLMGA MLLM Loader: out of memory while loading {Path(path).name} with quantization {quantization!r} "
-            f"({str(dtype).removeprefix('torch.')}): {hint}. Nothing was kept loaded. ({type(exc).__name__})"
-        ) from None
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as exc:
+        if not is_out_of_memory(exc):  # torch's CPU allocator raises a plain RuntimeError
+            raise
+        kind = type(exc).__name__
+    # raised outside the except block, so the failed load's frames (and the tensors they hold) go with it
+    gc.collect()
+    mm.soft_empty_cache()
+    smaller = _smaller_choices(Path(path), dtype, quantization)
+    hint = f"choose a smaller quantization: {smaller}" if smaller else "choose a smaller model"
+    raise LLMGANodeError(
+        f"LLMGA MLLM Loader: out of memory while loading {Path(path).name} with quantization {quantization!r} "
+        f"({str(dtype).removeprefix('torch.')}): {hint}. Nothing was kept loaded. ({kind})"
+    )
 
 
 class LLMGAMLLMLoader(io.ComfyNode):
@@ -248,7 +253,8 @@ class LLMGAMLLMLoader(io.ComfyNode):
                     tooltip="Smaller LLM weights (the vision tower and projector stay at full precision). "
                     "fp8 (weights): 1 byte per weight, no extra package, any GPU or CPU. 8-bit (LLM.int8) / 4-bit "
                     "(nf4): through bitsandbytes + accelerate (pip install; the error names the command). A 7B "
-                    "model needs about 14 GB at fp16, 7.5 at fp8/8-bit, 4.5 at 4-bit.",
+                    "model needs about 13 GB at fp16, 7 at fp8/8-bit, 4 at 4-bit. A folder saved already quantised by "
+                    "bitsandbytes loads with its own quantization.",
                 ),
             ],
             outputs=[MLLMSocket.Output(display_name="mllm", tooltip="The loaded LLMGA assistant.")],
@@ -276,7 +282,7 @@ class LLMGAMLLMLoader(io.ComfyNode):
         handle = MLLMHandle(patcher, loaded, choice.name, choice.reason)
         size = patcher.model_size() / 2**30
         text = (
-            f"{loaded.name}: template {choice.name} ({choice.reason}); {why}; quantization {quantization}; "
+            f"{loaded.name}: template {choice.name} ({choice.reason}); {why}; quantization {loaded.quantization}; "
             f"{size:.2f} GB"
         )
         return io.NodeOutput(handle, ui=ui.PreviewText(text))

@@ -28,6 +28,7 @@ import torch
 from ..errors import LLMGAInputError, clean_message, pickle_refusal
 from ..safe_paths import check_links, confine
 from ..weight_checks import check_weights
+from .quantize import is_out_of_memory
 
 __all__ = [
     "LLM_PREFIX_KEYS",
@@ -298,7 +299,11 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
 
         try:
             return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError) as exc:  # safetensors' own text ("header too large") says nothing useful
+        except (SafetensorError, OSError, RuntimeError) as exc:  # safetensors' own text says nothing useful
+            if is_out_of_memory(exc):
+                raise MemoryError(f"reading {path.name}: {exc}") from exc
+            if isinstance(exc, RuntimeError) and not isinstance(exc, SafetensorError):
+                raise
             raise LLMGAInputError(
                 f"{path.parent.name}/{path.name} is corrupt or truncated ({str(exc).strip()[:120]}); download that "
                 "file again."
@@ -308,6 +313,8 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:  # weights_only refused a global: never suggest loosening that
         raise pickle_refusal(f"{path.parent.name}/{path.name}", exc) from None
     except Exception as exc:  # corrupt files fail in many types
+        if is_out_of_memory(exc):
+            raise MemoryError(f"reading {path.name}: {exc}") from exc
         raise LLMGAInputError(
             f"{path.parent.name}/{path.name} cannot be read as plain tensors ({type(exc).__name__}: "
             f"{clean_message(str(exc))[:160]}); it is corrupt or truncated: download that file again."
@@ -317,12 +324,24 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
     return data
 
 
-def load_state_dict(folder: LLMGAFolder, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """All tensors of the folder (every shard), optionally cast to ``dtype`` (floating tensors only)."""
+def _decoder_key(key: str) -> bool:
+    return key.startswith("model.layers.")
+
+
+def load_state_dict(
+    folder: LLMGAFolder, dtype: torch.dtype | None = None, quantized_layers: bool = False
+) -> dict[str, torch.Tensor]:
+    """All tensors of the folder (every shard), optionally cast to ``dtype`` (floating tensors only).
+    ``quantized_layers``: the decoder layers may hold integer tensors (a bitsandbytes-serialised folder)."""
     state: dict[str, torch.Tensor] = {}
     for path in folder.weight_files:
         tensors = _load_file(path, folder.weight_format)
-        check_weights(tensors, f"{folder.name}/{path.name}", fix=f"download {path.name} again")
+        check_weights(
+            tensors,
+            f"{folder.name}/{path.name}",
+            fix=f"download {path.name} again",
+            integer_ok=_decoder_key if quantized_layers else None,
+        )
         for key, value in tensors.items():
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)

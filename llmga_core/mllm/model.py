@@ -54,10 +54,13 @@ from .quantize import (
     fix_bnb_cpu_small_layers,
     follow_weight_device_,
     install_command,
+    is_out_of_memory,
     missing_packages,
     prequantized_reason,
     quantize_fp8_,
+    quantize_tables_,
     quiet_bnb,
+    serialized_bnb_choice,
 )
 from .tokenize import IMAGE_TOKEN_INDEX
 
@@ -303,7 +306,8 @@ class LLMGAModel(nn.Module):
 
     @property
     def llm_dtype(self) -> torch.dtype:
-        return self.embed_tokens.weight.dtype
+        """The LLM's compute dtype (an int8 embedding table says which dtype its rows come out in)."""
+        return getattr(self.embed_tokens, "compute_dtype", None) or self.embed_tokens.weight.dtype
 
     @property
     def llm_device(self) -> torch.device:
@@ -467,7 +471,10 @@ def _load_llm(
         raise LLMGAInputError(f"{folder.name}: the weights have no model.embed_tokens.weight; not an LLMGA MLLM.")
     model_cls = AutoModelForCausalLM._model_mapping[type(cfg)]
     extra: dict[str, Any] = {}
-    if quantization in BNB_CHOICES:
+    if getattr(cfg, "quantization_config", None) is not None:
+        # saved from a bitsandbytes model: transformers reads the quantised layers as they are
+        extra = {"device_map": {"": str(device)}}
+    elif quantization in BNB_CHOICES:
         # quantised while loading; the vision tower and projector are built separately and stay unquantised
         extra = {"quantization_config": bnb_config(quantization, dtype), "device_map": {"": str(device)}}
     try:
@@ -475,9 +482,9 @@ def _load_llm(
             model, info = model_cls.from_pretrained(
                 None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True, **extra
             )
-    except torch.OutOfMemoryError:
-        raise  # the host names the smaller choices
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as exc:
+        if is_out_of_memory(exc):  # torch's CPU allocator raises a plain RuntimeError: not a mismatch
+            raise MemoryError(f"loading the LLM: {exc}") from exc  # the host names the smaller choices
         raise _mismatch(f"{folder.name}: config.json and the weights", exc, lambda: model_cls(cfg), llm_state) from None
     missing = [k for k in info.get("missing_keys", ()) if k != "lm_head.weight"]
     if missing:
@@ -496,13 +503,44 @@ def _load_vision(cfg: dict[str, Any], vision: dict[str, torch.Tensor], dtype: to
         tower, info = CLIPVisionModel.from_pretrained(
             None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
         )
-    except torch.OutOfMemoryError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as exc:
+        if is_out_of_memory(exc):
+            raise MemoryError(f"loading the vision tower: {exc}") from exc
         raise _mismatch("The CLIP vision config and weights", exc, lambda: CLIPVisionModel(config), vision) from None
     if info.get("missing_keys"):
         raise LLMGAInputError(f"The CLIP vision weights lack {sorted(info['missing_keys'])[:3]}. {_VISION_HELP}")
     return tower.eval().requires_grad_(False)
+
+
+def _check_quantised_state(folder: LLMGAFolder, state: Mapping[str, torch.Tensor], serialized: str | None) -> None:
+    """A folder that is quantised in a way this loader cannot read says what to do; a bitsandbytes folder
+    must hold quantised decoder layers (and only those)."""
+    if serialized is None:
+        reason = prequantized_reason(folder.config, list(state))
+        if reason:
+            raise LLMGAInputError(
+                f"{folder.name} is already quantised: {reason}. LLMGA reads bitsandbytes-quantised folders saved "
+                "by transformers (config.json with a bitsandbytes quantization_config) and the released "
+                "full-precision folders, which it quantises itself: download the original folder (e.g. "
+                "binxia/llmga-Qwen2-7B-full-finetune) and pick 8-bit, 4-bit or fp8 in the loader's quantization "
+                "input, or use a GGUF export with the LLMGA GGUF loader."
+            )
+        return
+    decoder = [k for k in state if k.startswith("model.layers.")]
+    if prequantized_reason({}, decoder) is None:
+        raise LLMGAInputError(
+            f"{folder.name}: config.json has a bitsandbytes quantization_config ({serialized}) but the weights are "
+            "not quantised: the folder mixes files of two downloads. Download it again, or delete "
+            "quantization_config from config.json to load the full-precision weights."
+        )
+    others = [k for k in state if not k.startswith(("model.layers.", "model.embed_tokens.", "lm_head."))]
+    reason = prequantized_reason({}, others)
+    if reason:
+        raise LLMGAInputError(
+            f"{folder.name}: the vision tower or projector is quantised too ({reason}); LLMGA keeps them at full "
+            "precision. Save the folder again with the tower and projector in llm_int8_skip_modules, or download "
+            "the full-precision folder and pick 8-bit/4-bit in the loader."
+        )
 
 
 def load_mllm(
@@ -525,7 +563,8 @@ def load_mllm(
     ``with_vision=False`` skips the tower (text-only use). ``roots`` are the model folders the MLLM
     folder's files may link into, ``tower_roots`` where a local ``mm_vision_tower`` may be (ComfyUI's
     clip_vision folders); the folder itself is always allowed (llmga_core.safe_paths). ``quantization`` is
-    one of :data:`~.quantize.QUANTIZATIONS` (the LLM's decoder Linears only); ``python`` is the interpreter
+    one of :data:`~.quantize.QUANTIZATIONS` (the LLM's decoder Linears; its embedding
+    table and head become int8 rows); ``python`` is the interpreter
     named in the install hint when bitsandbytes/accelerate are missing.
     """
     import transformers
@@ -533,22 +572,27 @@ def load_mllm(
     if quantization not in QUANTIZATIONS:
         raise LLMGAInputError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}.")
     folder = inspect_folder(path, roots)
+    serialized = serialized_bnb_choice(folder.config)  # a folder saved from a bitsandbytes model loads as it is
+    if serialized is not None and quantization != serialized:
+        log.warning(
+            "LLMGA: %s is saved %s-quantised (bitsandbytes); it loads as %s, not as the quantization %r asked for",
+            folder.name,
+            serialized,
+            serialized,
+            quantization,
+        )
+    quantization = serialized or quantization
     missing = missing_packages(quantization)
     if missing:
+        what = f"{folder.name} is saved {serialized}-quantised and" if serialized else f"{quantization} quantization"
         raise LLMGAInputError(
-            f"{quantization} quantization needs {' and '.join(missing)}, which this Python does not have. Install "
-            f"with `{install_command(missing, python)}` and restart ComfyUI, or choose 'fp8 (weights)' (no extra "
-            "package)."
+            f"{what} needs {' and '.join(missing)}, which this Python does not have. Install with "
+            f"`{install_command(missing, python)}` and restart ComfyUI"
+            + ("." if serialized else ", or choose 'fp8 (weights)' (no extra package).")
         )
     mm = folder.mm
-    state = load_state_dict(folder)
-    reason = prequantized_reason(folder.config, list(state))
-    if reason:
-        raise LLMGAInputError(
-            f"{folder.name} is already quantised: {reason}. LLMGA loads the released full-precision folders and "
-            "quantises them itself: download the original folder (e.g. binxia/llmga-Qwen2-7B-full-finetune) and "
-            "pick 8-bit, 4-bit or fp8 in the loader's quantization input."
-        )
+    state = load_state_dict(folder, quantized_layers=serialized is not None)
+    _check_quantised_state(folder, state, serialized)
     llm_state, vision_state, proj_state = split_state_dict(state)
     del state
     verbosity = transformers.logging.get_verbosity()
@@ -556,9 +600,11 @@ def load_mllm(
     bar = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
+        # the tokenizer first: the Rust tokenizer aborts the process when an allocation fails, torch raises,
+        # so when memory is short the large allocations that fail should be torch's (the LLM's)
+        tokenizer = load_tokenizer(folder, text_config(folder))
         llm = _load_llm(folder, llm_state, dtype, quantization, device)
         del llm_state
-        tokenizer = load_tokenizer(folder, llm.config)  # the config _load_llm already built
         if len(tokenizer) != llm.get_input_embeddings().weight.shape[0]:
             # LLMGA's builder resizes to len(tokenizer); for Qwen2/Phi-3 this drops untrained padding rows,
             # which changes the softmax over the vocabulary (spec §1.3).
@@ -594,6 +640,8 @@ def load_mllm(
         quantize_fp8_(llm)
     elif quantization in BNB_CHOICES:
         fix_bnb_cpu_small_layers(llm)
+    if quantization != NONE:
+        quantize_tables_(llm)  # the embedding table and the head as int8 rows (one table when tied)
     model = LLMGAModel(llm, tower, projector.to(dtype).eval(), settings).requires_grad_(False)
     model.to(device)
     return LoadedMLLM(

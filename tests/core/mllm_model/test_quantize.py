@@ -3,10 +3,7 @@ and projector stay unquantised; sizes, precision rule and errors."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from functools import cache
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +14,7 @@ from llmga_core.mllm import quantize
 from llmga_core.mllm.checkpoint import inspect_folder, tensor_shapes
 from llmga_core.mllm.generate import SamplingSettings, prepare_turn, run_turn
 from llmga_core.mllm.model import load_mllm
-from llmga_core.mllm.quantize import FP8, FP8Linear, llm_dtype, weight_bytes
+from llmga_core.mllm.quantize import FP8, FP8Linear, Int8Embedding, Int8Head, llm_dtype, weight_bytes
 from tests.fixtures.tiny_mllm import FAMILIES, tiny_clip_vision_dir
 
 from .conftest import golden_pixels, loaded, tiny_folder
@@ -48,12 +45,16 @@ def test_every_family_generates_with_every_choice(name: str, choice: str) -> Non
     kind = {FP8: FP8Linear, "8-bit": bnb.nn.Linear8bitLt, "4-bit": bnb.nn.Linear4bit}[choice]
     linears = _decoder_linears(mllm.model)
     assert linears and all(type(m) is kind for m in linears)
-    # the tower, the projector, the embeddings and the head keep the model dtype
+    # the tower and the projector keep the model dtype; the embedding table and the head are int8 rows,
+    # one table when the checkpoint ties them
     assert all(type(m) is nn.Linear and m.weight.dtype == torch.float32 for m in mllm.model.mm_projector.modules()
                if isinstance(m, nn.Linear))
     assert {p.dtype for p in mllm.model.vision_tower.parameters()} == {torch.float32}
-    assert mllm.model.embed_tokens.weight.dtype == torch.float32
-    assert type(mllm.model.language_model.lm_head) is nn.Linear
+    lm = mllm.model.language_model
+    embed, head = lm.get_input_embeddings(), lm.lm_head
+    assert type(embed) is Int8Embedding and embed.weight.dtype == torch.int8
+    assert type(head) is Int8Head and (head.tied is embed) == bool(lm.config.tie_word_embeddings)
+    assert mllm.model.llm_dtype == torch.float32
     size = mllm.model.settings.image_size
     image_turn = run_turn(mllm, PROMPT, golden_pixels(size), GREEDY)
     text_turn = run_turn(mllm, "Please design an image of a fox.", None, GREEDY)
@@ -104,6 +105,29 @@ def test_quantised_llm_is_smaller() -> None:
     assert err < 0.05
 
 
+def test_int8_tables_serve_lookup_and_head_and_a_tied_table_is_stored_once() -> None:
+    """A tied embedding/head becomes one int8 table (1 byte per weight + a float32 scale per row) that
+    serves both the lookup and the logits within int8 rounding; gemma's embedding scale is kept."""
+    dense = loaded("qwen2").model.language_model
+    mllm = _quantised("qwen2", FP8)
+    lm = mllm.model.language_model
+    embed, head = lm.get_input_embeddings(), lm.lm_head
+    assert head.tied is embed and not list(head.parameters())
+    rows, width = embed.weight.shape
+    assert weight_bytes(embed) + weight_bytes(head) == rows * width + 4 * rows
+    ids = torch.tensor([[0, 5, rows - 1, 17]])
+    ref = dense.get_input_embeddings()(ids)
+    assert embed(ids).dtype == ref.dtype and torch.allclose(embed(ids), ref, atol=ref.abs().max().item() / 127)
+    x = torch.randn(1, 3, width)
+    logits, ref_logits = head(x), dense.lm_head(x)
+    assert (logits - ref_logits).abs().max() < 0.02 * ref_logits.abs().max()
+    gemma = _quantised("gemma", FP8).model
+    ref_gemma = loaded("gemma").model
+    assert gemma.image_embed_scale is not None and float(gemma.image_embed_scale) == float(ref_gemma.image_embed_scale)
+    scaled = ref_gemma.embed_tokens(ids)
+    assert torch.allclose(gemma.embed_tokens(ids), scaled, atol=scaled.abs().max().item() / 100)
+
+
 def test_tied_weights_are_counted_once() -> None:
     mllm = loaded("qwen2")
     lm = mllm.model.language_model
@@ -137,8 +161,15 @@ def test_estimate_matches_the_built_layout() -> None:
                                                                              "model.norm", "lm_head"))}
     estimate = quantize.estimate_bytes(shapes)
     lm = loaded("vicuna").model.language_model
-    assert estimate.linear_params + estimate.other_params == sum(p.numel() for p in lm.parameters())
+    assert estimate.linear_params + estimate.other_params + estimate.table_params == sum(
+        p.numel() for p in lm.parameters()
+    )
     assert estimate.llm_bytes("4-bit") < estimate.llm_bytes(FP8) < estimate.llm_bytes("none")
+    # the fp8 LLM as loaded weighs what the estimate says (fp32 norms, rotary buffers aside)
+    fp8 = _quantised("vicuna", FP8).model.language_model
+    rotary = sum(b.nbytes for b in fp8.model.rotary_emb.buffers())
+    row_scales = 4 * sum(m.out_features for m in fp8.modules() if isinstance(m, FP8Linear))  # per-row, tiny here
+    assert weight_bytes(fp8) - rotary - row_scales == estimate.llm_bytes(FP8, 4)
 
 
 def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,16 +179,3 @@ def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) 
     message = str(info.value)
     assert '"/opt/comfy/python" -m pip install "llmga_no_such_package>=1"' in message
     assert "fp8" in message
-
-
-def test_already_quantised_folder_says_what_to_do(tmp_path: Path) -> None:
-    src = tiny_folder("qwen2")
-    folder = tmp_path / src.name
-    shutil.copytree(src, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
-    (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(LLMGAInputError) as info:
-        load_mllm(folder)
-    message = str(info.value)
-    assert "already quantised" in message and "4-bit" in message and "full-precision" in message
