@@ -132,11 +132,31 @@ class _Native:
 
     def free(self) -> None:
         lib = library()
+        held = bool(self.ctx or self.model)
         if self.ctx:
             lib.llama_free(self.ctx)
         if self.model:
             lib.llama_model_free(self.model)
         self.ctx = self.model = None
+        if held:
+            return_freed_heap()
+
+
+def return_freed_heap() -> None:
+    """Hand the heap pages llama.cpp just freed back to the OS (glibc only; elsewhere nothing to do).
+
+    glibc keeps freed blocks in its arenas for reuse: after ``llama_free`` + ``llama_model_free`` of the
+    tiny test model ~65 MB stayed in the process's RSS (measured: loaded 859 MB, freed 840 MB, trimmed
+    774 MB = the RSS before loading), so an unloaded model did not look unloaded to the user.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl, macOS, Windows: no malloc_trim
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
 
 
 class LlamaCppModel:
