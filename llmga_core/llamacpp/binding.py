@@ -168,6 +168,10 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "llama_decode": (c_int32, [c_void_p, LlamaBatch]),
     "llama_set_abort_callback": (None, [c_void_p, c_void_p, c_void_p]),
     "llama_set_n_threads": (None, [c_void_p, c_int32, c_int32]),
+    "llama_attach_threadpool": (None, [c_void_p, c_void_p, c_void_p]),
+    "ggml_threadpool_params_init": (None, [c_void_p, c_int32]),  # fills a caller buffer (no layout needed)
+    "ggml_threadpool_new": (c_void_p, [c_void_p]),
+    "ggml_threadpool_free": (None, [c_void_p]),
     "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
     "llama_sampler_chain_init": (c_void_p, [SamplerChainParams]),
     "llama_sampler_chain_add": (None, [c_void_p, c_void_p]),
