@@ -29,6 +29,7 @@ import torch  # noqa: E402
 
 from bench.common import write_result  # noqa: E402
 from llmga_core.export.gguf import export_gguf  # noqa: E402
+from llmga_core.llamacpp import MMProjVision  # noqa: E402
 from llmga_core.mllm import Conversation, ImageRef, add_task_turn, clip_resize_crop, prepare_mllm_image  # noqa: E402
 from llmga_core.mllm.generate import SamplingSettings, run_turn  # noqa: E402
 from llmga_core.mllm.model import LoadedMLLM, load_mllm  # noqa: E402
@@ -36,7 +37,8 @@ from llmga_core.remote import RemoteMLLM, parse_endpoint, png_bytes  # noqa: E40
 from tests.fixtures.llama_server import llama_server  # noqa: E402
 
 
-def _folder(model: str, workdir: Path) -> Path:
+def bench_folder(model: str, workdir: Path) -> Path:
+    """The LLMGA folder a bench runs: the tiny test fixture, or the Qwen2-0.5B layout (random weights)."""
     if model == "tiny":
         from tests.fixtures.tiny_mllm import tiny_mllm_dir
 
@@ -46,8 +48,11 @@ def _folder(model: str, workdir: Path) -> Path:
     return build_folder(workdir)
 
 
-def bench_turns(mllm: LoadedMLLM, template: str) -> dict[str, tuple[str, torch.Tensor | None, bytes | None]]:
-    """task -> (rendered prompt, local pixel values, the PNG the remote node sends) for the two turns."""
+def bench_turns(
+    mllm: LoadedMLLM | MMProjVision, template: str
+) -> dict[str, tuple[str, torch.Tensor | None, bytes | None]]:
+    """task -> (rendered prompt, local pixel values, the PNG the remote node sends) for the two turns
+    (``mllm``: anything with the model's ``clip_preprocess``)."""
     picture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     prepared = prepare_mllm_image("similar image", picture, None, mllm.clip_preprocess)
     png = png_bytes(clip_resize_crop(prepared.square, mllm.clip_preprocess))
@@ -66,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="llmga-remote-bench-"))
-    folder = _folder(args.model, workdir)
+    folder = bench_folder(args.model, workdir)
     exported = export_gguf(folder, workdir / "gguf", dtype="f32")
     mllm = load_mllm(folder, dtype=torch.float32)
     threads = torch.get_num_threads()
