@@ -19,6 +19,7 @@ from tests.fixtures.llama_server import require_llama_server
 from tests.fixtures.tiny_mllm import FAMILIES
 from tests.harness.client import ComfyClient
 from tests.harness.server import ComfyServer
+from tests.host.test_mllm_nodes import edit_prompts, generate, loader, show
 
 require_llama_server()
 
@@ -36,32 +37,11 @@ def gguf(model: str = MODEL, vision: str = "auto (mmproj next to the model)", co
 
 
 def local(name: str = NAME) -> dict:
-    return {
-        "class_type": "LLMGAMLLMLoader",
-        "inputs": {
-            "model": name,
-            "vision_tower": "from checkpoint",
-            "template": "auto",
-            "precision": "fp32",
-            "quantization": "none",
-        },
-    }
+    return loader(name, precision="fp32")
 
 
 def turn(instruction: str, task: str = "text-to-image", tokens: int = 10, **links: list) -> dict:
-    return {
-        "class_type": "LLMGAGeneratePrompt",
-        "inputs": {
-            "mllm": ["1", 0],
-            "task": task,
-            "instruction": instruction,
-            "seed": 3,
-            "temperature": 0.0,
-            "top_p": 1.0,
-            "max_new_tokens": tokens,
-            **links,
-        },
-    }
+    return generate(task, instruction, seed=3, tokens=tokens, temperature=0.0, top_p=1.0, **links)
 
 
 def two_turns(loader: dict, idea: str = "A level 1 mouse monster") -> dict:
@@ -74,7 +54,7 @@ def two_turns(loader: dict, idea: str = "A level 1 mouse monster") -> dict:
 
 
 def preview(node: str) -> dict:
-    return {"class_type": "PreviewAny", "inputs": {"source": [node, 0]}}
+    return show([node, 0])
 
 
 def texts(run, node: str) -> list[str]:
@@ -97,20 +77,9 @@ def test_image_task_and_editing_use_the_mmproj(comfy: ComfyClient) -> None:
     picture = comfy.upload_image("gguf_src.png", png_bytes(64, 48, seed=5))
     image = {"class_type": "LoadImage", "inputs": {"image": picture}}
     similar = turn("", task="similar image", image=["4", 0])
-    edit = {
-        "class_type": "LLMGAEditPrompts",
-        "inputs": {
-            "mllm": ["1", 0],
-            "image": ["4", 0],
-            "instruction": "make it snowy",
-            "seed": 1,
-            "temperature": 0.0,
-            "top_p": 1.0,
-            "max_new_tokens": 6,
-        },
-    }
-    for loader in (gguf(), local()):
-        run = comfy.run({"1": loader, "2": similar, "4": image, "5": edit, "8": preview("5"), "9": preview("2")})
+    edit = edit_prompts(["4", 0], "make it snowy", seed=1, tokens=6, temperature=0.0, top_p=1.0)
+    for mllm in (gguf(), local()):
+        run = comfy.run({"1": mllm, "2": similar, "4": image, "5": edit, "8": preview("5"), "9": preview("2")})
         assert texts(run, "2")[0] and run.outputs["2"]["images"]
         assert run.outputs["5"]["text"][0].startswith("source:")
 

@@ -26,33 +26,43 @@ FAMILIES = [
 ]
 
 
-def loader(model: str = QWEN) -> dict:
+def loader(model: str = QWEN, precision: str = "auto") -> dict:
     return {
         "class_type": "LLMGAMLLMLoader",
         "inputs": {
             "model": model,
             "vision_tower": CLIP_FILE if model == OLD_LLAMA2 else "from checkpoint",
             "template": "auto",
-            "precision": "auto",
+            "precision": precision,
             "quantization": "none",
         },
     }
 
 
-def generate(task: str, instruction: str, seed: int = 1, tokens: int = 12, **links: list) -> dict:
-    return {
-        "class_type": "LLMGAGeneratePrompt",
-        "inputs": {
-            "mllm": ["1", 0],
-            "task": task,
-            "instruction": instruction,
-            "seed": seed,
-            "temperature": 0.7,
-            "top_p": 0.9,
-            "max_new_tokens": tokens,
-            **links,
-        },
-    }
+def _on_loader(class_type: str, seed: int, temperature: float, top_p: float, tokens: int, **inputs: object) -> dict:
+    """An MLLM node on the loader at node "1" with these sampling settings."""
+    sampling = {"seed": seed, "temperature": temperature, "top_p": top_p, "max_new_tokens": tokens}
+    return {"class_type": class_type, "inputs": {"mllm": ["1", 0], **inputs, **sampling}}
+
+
+def generate(
+    task: str,
+    instruction: str,
+    seed: int = 1,
+    tokens: int = 12,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+    **links: list,
+) -> dict:
+    return _on_loader(
+        "LLMGAGeneratePrompt", seed, temperature, top_p, tokens, task=task, instruction=instruction, **links
+    )
+
+
+def edit_prompts(
+    image: list, instruction: str, seed: int = 3, tokens: int = 8, temperature: float = 0.7, top_p: float = 0.9
+) -> dict:
+    return _on_loader("LLMGAEditPrompts", seed, temperature, top_p, tokens, image=image, instruction=instruction)
 
 
 def show(source: list) -> dict:
@@ -120,18 +130,7 @@ def test_edit_prompts_give_source_and_target(comfy: ComfyClient, picture: str) -
     graph = {
         "1": loader(),
         "10": {"class_type": "LoadImage", "inputs": {"image": picture}},
-        "2": {
-            "class_type": "LLMGAEditPrompts",
-            "inputs": {
-                "mllm": ["1", 0],
-                "image": ["10", 0],
-                "instruction": "make it snowy",
-                "seed": 3,
-                "temperature": 0.7,
-                "top_p": 0.9,
-                "max_new_tokens": 8,
-            },
-        },
+        "2": edit_prompts(["10", 0], "make it snowy"),
         "3": show(["2", 0]),
         "4": show(["2", 1]),
     }
