@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # Every node id the pack ships (js/docs holds one help page per node, checked against the live schema).
 SHIPPED_NODES = sorted(p.stem for p in (REPO_ROOT / "js" / "docs").glob("LLMGA*.md"))
 # Together these use every node family of nodes/ (test_the_workflows_cover_every_family checks it).
-FAMILY_WORKFLOWS = ("outpaint_llmga", "edit_llmga", "remote_mllm")
+FAMILY_WORKFLOWS = ("outpaint_llmga", "edit_llmga", "remote_mllm", "t2i_prompt_gguf")
 __all__ = ["llama_engine"]  # the llama.cpp server fixture remote_mllm runs against
 
 
@@ -125,8 +125,6 @@ def test_the_workflows_cover_every_family() -> None:
         ids = set(re.findall(r'node_id="(LLMGA\w+)"', path.read_text()))
         if ids:
             families[path.stem] = ids
-    # Not yet run on the older hosts (added this stop; runs on 0.30.0 in test_workflows_headless): issue 16.
-    families.pop("gguf_mllm", None)
     uncovered = {family for family, ids in families.items() if not ids & used}
     assert not uncovered, f"no workflow in FAMILY_WORKFLOWS uses a node of {sorted(uncovered)}"
 
