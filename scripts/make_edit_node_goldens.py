@@ -176,6 +176,19 @@ def main() -> None:
     tensors: dict[str, torch.Tensor] = {"image": torch.from_numpy(image), "given_mask": GIVEN_MASK}
     tensors["alphas_cumprod"] = pipe.scheduler.alphas_cumprod.float().contiguous()  # the original's ᾱ table
     all_cases = cases(tokenizer)
+
+    def invert(case: dict, generator: torch.Generator) -> tuple:
+        """The original's edit-friendly inversion of the test image under the case's source caption."""
+        return pipe.invert(
+            image_path=image,
+            source_prompt=case["source"],
+            source_guidance_scale=3.5,
+            num_inversion_steps=STEPS,
+            skip=SKIP,
+            eta=1.0,
+            generator=generator,
+        )
+
     for case in all_cases:
         name, generator = case["name"], torch.Generator().manual_seed(case["seed"])
         calls.clear()
@@ -189,15 +202,7 @@ def main() -> None:
         neg_src, src, uncond, tgt = calls[0].chunk(4)
         guided_src, guided_tgt = neg_src + 7.5 * (src - neg_src), uncond + 7.5 * (tgt - uncond)
         original_map = (guided_tgt - guided_src).abs().reshape(1, 10, 4, SIZE // 8, SIZE // 8).mean([1, 2])[0]
-        zs, xts = pipe.invert(
-            image_path=image,
-            source_prompt=case["source"],
-            source_guidance_scale=3.5,
-            num_inversion_steps=STEPS,
-            skip=SKIP,
-            eta=1.0,
-            generator=generator,
-        )
+        zs, xts = invert(case, generator)
         edited = pipe(
             prompt=case["target"],
             init_latents=xts[-1].expand(1, -1, -1, -1),
@@ -210,15 +215,7 @@ def main() -> None:
         # the target prompt would not matter); a second run edits inside a given mask as the node's mask
         # input does: the original's __call__ with that mask, inverted from a fresh generator(seed) (the node
         # then draws no mask-stage noise).
-        zs_given, xts_given = pipe.invert(
-            image_path=image,
-            source_prompt=case["source"],
-            source_guidance_scale=3.5,
-            num_inversion_steps=STEPS,
-            skip=SKIP,
-            eta=1.0,
-            generator=torch.Generator().manual_seed(case["seed"]),
-        )
+        zs_given, xts_given = invert(case, torch.Generator().manual_seed(case["seed"]))
         given = pipe(
             prompt=case["target"],
             init_latents=xts_given[-1].expand(1, -1, -1, -1),
