@@ -23,6 +23,8 @@ from .schedule import NoiseTables, mask_encode_timestep
 
 NUM_MAPS = 10
 THRESHOLD_RATIO = 3.0
+# |ε̂_target − ε̂_source| at or below this fraction of mean |ε̂| is rounding, not disagreement (guidance_map)
+ROUNDING_FLOOR = 2.0**-12
 
 
 def _check_latents(latents: torch.Tensor, num_maps: int) -> torch.Tensor:
@@ -71,7 +73,13 @@ def guidance_map(
     hooks.before_step()
     eps_target, eps_source = denoiser.predict(noisy, int(t), [target_cond, source_cond])
     hooks.after_step(1, 1)
-    return (eps_target - eps_source).abs().reshape(batch, num_maps, *flat.shape[1:]).mean([1, 2])
+    difference = (eps_target - eps_source).abs()
+    # Identical prompts must give a zero map on every CPU: the two predictions are different rows of one batch,
+    # and some SIMD paths (AVX2) round batch rows differently, which threshold_map's 0/0 rule would read as
+    # disagreement. Differences at rounding level (far below any real disagreement) count as none.
+    floor = ROUNDING_FLOOR * eps_source.abs().mean()
+    difference = torch.where(difference <= floor, torch.zeros_like(difference), difference)
+    return difference.reshape(batch, num_maps, *flat.shape[1:]).mean([1, 2])
 
 
 def threshold_map(guidance: torch.Tensor, ratio: float = THRESHOLD_RATIO) -> torch.Tensor:

@@ -30,6 +30,26 @@ def test_identical_prompts_give_an_all_ones_mask(golden: Golden, single: Denoise
     assert mask.shape == (1, 1, 8, 8) and mask.eq(1).all()
 
 
+def test_rounding_between_batch_rows_is_not_disagreement(alphas: torch.Tensor) -> None:
+    """Identical prompts on a CPU whose kernels round batch rows differently (AVX2): still an all-ones mask,
+    while a real difference in one pixel still makes the mask."""
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def rows(offset: torch.Tensor) -> Denoiser:
+        def eps(x: torch.Tensor, t: int, cond: object) -> torch.Tensor:
+            return x * 0.5 + (offset if cond == "target" else 0.0)
+
+        return Denoiser(eps=eps)
+
+    ulps = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2)) * 1e-6  # a few ulps of |ε| ~ 1
+    mask = diffedit_mask(rows(ulps), latents, "target", "source", alphas, generator(0))
+    assert mask.eq(1).all()
+    real = torch.zeros(1, 4, 8, 8)
+    real[..., 3, 5] = 0.1
+    mask = diffedit_mask(rows(real), latents, "target", "source", alphas, generator(0))
+    assert mask.sum() == 1 and mask[0, 0, 3, 5] == 1
+
+
 def test_one_model_round_with_all_maps_batched(golden: Golden, unet: torch.nn.Module, alphas: torch.Tensor) -> None:
     seen: list[tuple[tuple[int, ...], int, int]] = []
 
