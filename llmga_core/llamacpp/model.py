@@ -152,14 +152,21 @@ def return_freed_heap() -> None:
     tiny test model ~65 MB stayed in the process's RSS (measured: loaded 859 MB, freed 840 MB, trimmed
     774 MB = the RSS before loading), so an unloaded model did not look unloaded to the user.
     """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, bound once; None where the C library has none (musl, macOS, Windows)."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # musl, macOS, Windows: no malloc_trim
-        return
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    trim(0)
+    return trim
 
 
 class LlamaCppModel:
