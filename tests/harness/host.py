@@ -11,6 +11,7 @@ from tests.fixtures.cache import REPO_ROOT, cached_dir
 
 TINY_SD_VERSION = "1"
 TINY_SDXL_VERSION = "1"
+TINY_SD2V_VERSION = "2"
 
 
 def comfyui_location() -> Path:
@@ -63,3 +64,13 @@ def tiny_sdxl_models() -> Path:
         subprocess.run([sys.executable, str(script), str(out), str(comfyui_dir())], check=True)
 
     return cached_dir("tiny-sdxl", TINY_SDXL_VERSION, build)
+
+
+def tiny_sd2v_models() -> Path:
+    """Folder with checkpoints/tiny_sd2v.safetensors (SD2 768-v layout at 320 channels, no text encoder)."""
+
+    def build(out: Path) -> None:
+        script = Path(__file__).resolve().parents[1] / "fixtures" / "build_tiny_sd2v.py"
+        subprocess.run([sys.executable, str(script), str(out), str(comfyui_dir())], check=True)
+
+    return cached_dir("tiny-sd2v", TINY_SD2V_VERSION, build)

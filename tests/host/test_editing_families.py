@@ -1,6 +1,8 @@
 """LLMGA Instruction Edit beyond SD1.5-ε: SDXL and v-prediction models, shown by the edit's invariants.
 
-In-process on ComfyUI's own model objects (tiny random-weight checkpoints in the released layouts), fp32:
+In-process on ComfyUI's own model objects (tiny random-weight checkpoints in the released layouts), fp32, on
+three families: SDXL (ε), SD1.5 patched to v-prediction with ModelSamplingDiscrete, and an SD2 768-v layout
+that ComfyUI itself detects as SD2.x v-prediction (tests/fixtures/build_tiny_sd2v.py):
 
 * reconstruction: with an all-zero edit mask and source_cfg 0 the sampler replays the inversion's chain
   (ε_u on both sides), so the output is the input latent;
@@ -21,7 +23,7 @@ import pytest
 
 from tests.conftest import png_bytes
 from tests.harness.client import ComfyClient
-from tests.harness.host import tiny_sd_models, tiny_sdxl_models
+from tests.harness.host import tiny_sd2v_models, tiny_sd_models, tiny_sdxl_models
 from tests.harness.inprocess import run_in_comfy
 
 INVARIANTS = """
@@ -90,6 +92,19 @@ ENCODE = lambda clip, text: _lpw(clip, text)[0]
 NEGATIVE = lambda clip: _lpw(clip, "x")[1]
 """
 
+# Hand-built SD2 conditionings (the tiny SD2-v checkpoint has no text encoder): one seeded 1024-wide row per
+# word after a BOS row, padding rows after, so "a cat ..." and "a dog ..." differ in exactly one token row.
+HAND_BUILT_ENCODE = """
+import zlib
+def _row(word):
+    return torch.randn(1024, generator=torch.Generator().manual_seed(zlib.crc32(word.encode())))
+def ENCODE(clip, text):
+    words = ["<bos>"] + text.split()
+    rows = [_row(w) for w in words] + [_row("<pad>")] * (77 - len(words))
+    return [[torch.stack(rows)[None], {}]]
+NEGATIVE = lambda clip: ENCODE(clip, "")
+"""
+
 
 def invariants(ckpt: Path, encode: str, patch: str | None = None) -> dict:
     snippet = "import importlib\n" + encode + f"PATCH = {patch!r}\n" + INVARIANTS
@@ -106,14 +121,21 @@ def sd15_v() -> dict:
     return invariants(tiny_sd_models() / "checkpoints" / "tiny_sd15.safetensors", SD15_ENCODE, "v_prediction")
 
 
-@pytest.fixture(scope="module", params=["sdxl", "sd15_v"])
+@pytest.fixture(scope="module")
+def sd2_v() -> dict:
+    """SD2 768-v layout: ComfyUI detects SD2.x and v-prediction from the checkpoint itself, no patch."""
+    return invariants(tiny_sd2v_models() / "checkpoints" / "tiny_sd2v.safetensors", HAND_BUILT_ENCODE)
+
+
+@pytest.fixture(scope="module", params=["sdxl", "sd15_v", "sd2_v"])
 def family(request: pytest.FixtureRequest) -> dict:
     return request.getfixturevalue(request.param)
 
 
-def test_the_models_are_what_the_test_says(sdxl: dict, sd15_v: dict) -> None:
+def test_the_models_are_what_the_test_says(sdxl: dict, sd15_v: dict, sd2_v: dict) -> None:
     assert sdxl["family"] == "SDXL" and sdxl["prediction"] == "EPS"
     assert sd15_v["family"] == "SD1.5" and sd15_v["prediction"] == "V_PREDICTION"
+    assert sd2_v["family"] == "SD2.x" and sd2_v["prediction"] == "V_PREDICTION"
 
 
 def test_all_zero_mask_gives_the_reconstruction_of_the_input(family: dict) -> None:
