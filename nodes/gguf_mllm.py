@@ -40,6 +40,7 @@ from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings
 from ..llmga_core.mllm.templates import TemplateChoice
 from . import runtime
 from ._errors import user_errors
+from ._inputs import template_input
 from .mllm import MLLMSocket
 from .model_folders import GGUF
 
@@ -206,12 +207,8 @@ class LLMGAGGUFLoader(io.ComfyNode):
                 tooltip="The mmproj GGUF with the CLIP tower and projector, for image tasks. Its weights run in "
                 "torch so image features are LLaVA's own. auto: the mmproj-*.gguf beside the model.",
             ),
-            io.Combo.Input(
-                "template",
-                options=["auto", *TEMPLATE_NAMES],
-                default="auto",
-                tooltip="Conversation template. auto: the one the exporter stored in the file, else chosen from "
-                "the file name as LLMGA does for folders.",
+            template_input(
+                "the one the exporter stored in the file, else chosen from the file name as LLMGA does for folders."
             ),
             io.Int.Input(
                 "threads",

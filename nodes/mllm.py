@@ -28,7 +28,6 @@ from comfy_api.latest import io, ui
 
 from ..llmga_core.errors import LLMGAInputError
 from ..llmga_core.mllm import (
-    TEMPLATE_NAMES,
     ClipPreprocessConfig,
     Conversation,
     Extraction,
@@ -56,7 +55,7 @@ from ..llmga_core.mllm.quantize import (
 )
 from . import _downloads, runtime
 from ._errors import LLMGANodeError, user_errors
-from ._inputs import precision_input, seed_input
+from ._inputs import precision_input, seed_input, template_input
 from .castable import make_castable
 from .model_folders import MLLM, allowed_roots, find_model_dir, list_model_dirs
 
@@ -234,13 +233,7 @@ class LLMGAMLLMLoader(io.ComfyNode):
                     tooltip="The released folders contain the CLIP ViT-L/14-336 tower; pick a models/clip_vision "
                     "file only for a folder without it.",
                 ),
-                io.Combo.Input(
-                    "template",
-                    options=["auto", *TEMPLATE_NAMES],
-                    default="auto",
-                    tooltip="Conversation template. auto: chosen from the config, tokenizer and folder name as "
-                    "LLMGA does.",
-                ),
+                template_input("chosen from the config, tokenizer and folder name as LLMGA does."),
                 precision_input(
                     "Compute precision of the assistant. auto: fp16 on GPUs that handle it; on CPU fp32 where the "
                     "model fits comfortably in RAM, else bf16 (logged). bf16 halves the memory on CPU too; fp16 on "

@@ -14,7 +14,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
 from ..llmga_core.errors import LLMGAInputError
-from ..llmga_core.mllm import TEMPLATE_NAMES, ClipPreprocessConfig, MLLMImage, clip_resize_crop, select_template
+from ..llmga_core.mllm import ClipPreprocessConfig, MLLMImage, clip_resize_crop, select_template
 from ..llmga_core.mllm.generate import GenerationResult, SamplingSettings
 from ..llmga_core.remote import (
     DEFAULT_API_KEY_ENV,
@@ -27,6 +27,7 @@ from ..llmga_core.remote import (
 from . import _compat as compat
 from . import runtime
 from ._errors import LLMGANodeError, user_errors
+from ._inputs import template_input
 from .mllm import MLLMSocket
 
 ENGINE_CHOICES = {"llama.cpp server": "llama.cpp", "vLLM (OpenAI API)": "vllm"}
@@ -105,12 +106,7 @@ class LLMGARemoteMLLM(io.ComfyNode):
                     tooltip="The served model name (llama-server --alias / vllm serve --served-model-name). Keep "
                     "the released folder name so the template can be chosen from it.",
                 ),
-                io.Combo.Input(
-                    "template",
-                    options=["auto", *TEMPLATE_NAMES],
-                    default="auto",
-                    tooltip="Conversation template. auto: from the model name, as LLMGA does for folders.",
-                ),
+                template_input("from the model name, as LLMGA does for folders."),
                 io.Float.Input(
                     "timeout_s",
                     default=120.0,
