@@ -76,22 +76,68 @@ class MMProjVision:
         return self
 
 
-def _array(tensor: Any) -> np.ndarray:
+def _tensor(tensor: Any, dtype: torch.dtype) -> torch.Tensor:
+    """One GGUF tensor as a torch tensor of ``dtype`` (a copy: the reader's arrays map the file read-only)."""
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
     kind = GGMLQuantizationType(int(tensor.tensor_type))
     data = np.asarray(tensor.data)
-    if kind not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
-        data = dequantize(data, kind)
+    data = np.array(data) if kind in (GGMLQuantizationType.F32, GGMLQuantizationType.F16) else dequantize(data, kind)
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
-    return np.array(data, dtype=np.float32).reshape(shape)  # a writable copy
+    return torch.from_numpy(data).reshape(shape).to(dtype)
 
 
 def _known(values: Any, known: tuple[float, ...]) -> tuple[float, ...]:
     """GGUF stores the normalisation in float32: read CLIP's own constants back exactly."""
     got = tuple(float(x) for x in values)
     return known if len(got) == len(known) and np.allclose(got, known, rtol=0, atol=1e-7) else got
+
+
+def _tower_key(name: str, layer: int) -> str | None:
+    """The transformers ``CLIPVisionModel`` key of an mmproj tensor; None for what the tower does not use."""
+    fixed = {
+        "v.class_embd": "vision_model.embeddings.class_embedding",
+        "v.patch_embd.weight": "vision_model.embeddings.patch_embedding.weight",
+        "v.position_embd.weight": "vision_model.embeddings.position_embedding.weight",
+    }
+    if name in fixed:
+        return fixed[name]
+    if name.startswith("v.pre_ln."):
+        return "vision_model.pre_layrnorm." + name.rsplit(".", 1)[1]
+    if (m := _BLOCK.fullmatch(name)) and int(m.group(1)) < layer and m.group(2) in _BLOCK_KEYS:
+        return f"vision_model.encoder.layers.{m.group(1)}.{_BLOCK_KEYS[m.group(2)]}.{m.group(3)}"
+    return None
+
+
+def _adopt(model_class: Any, config: Any, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """The tower built on the meta device with the file's tensors as its weights.
+
+    No random initialisation and no second copy: a CLIP-L/336 tower loads in a fraction of the time, and the
+    peak memory is one tower instead of three. What the file does not hold is filled in: the pooled output's
+    LayerNorm (LLaVA reads hidden states, never the pooled row) as identity, and the position ids.
+    """
+    with torch.device("meta"):
+        tower = model_class(config)
+    if not any(k.startswith("vision_model.") for k in tower.state_dict()):  # transformers >= 5: no such level
+        state = {k.removeprefix("vision_model."): v for k, v in state.items()}
+    missing, _unexpected = tower.load_state_dict(state, strict=False, assign=True)
+    missing = [k for k in missing if "post_layernorm" not in k and "position_ids" not in k]
+    if missing:
+        raise LLMGAInputError(f"{path.name} lacks CLIP tensors such as {missing[:3]}; it is not a LLaVA mmproj.")
+    dtype = next(iter(state.values())).dtype
+    for name, param in list(tower.named_parameters()):
+        if param.is_meta:
+            owner, leaf = tower.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]
+            fill = torch.ones if leaf == "weight" else torch.zeros
+            setattr(owner, leaf, nn.Parameter(fill(param.shape, dtype=dtype), requires_grad=False))
+    for name, buffer in list(tower.named_buffers()):
+        if buffer.is_meta:
+            if not name.endswith("position_ids"):
+                raise RuntimeError(f"CLIPVisionModel has a buffer {name} the mmproj loader does not know how to fill.")
+            owner = tower.get_submodule(name.rpartition(".")[0])
+            owner.register_buffer("position_ids", torch.arange(buffer.shape[-1]).expand(buffer.shape), persistent=False)
+    return tower
 
 
 def load_mmproj(path: str | Path, dtype: torch.dtype = torch.float32) -> MMProjVision:
@@ -143,34 +189,18 @@ def load_mmproj(path: str | Path, dtype: torch.dtype = torch.float32) -> MMProjV
     )
     state: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():
-        value = torch.from_numpy(_array(tensor))
-        if name == "v.class_embd":
-            state["vision_model.embeddings.class_embedding"] = value
-        elif name == "v.patch_embd.weight":
-            state["vision_model.embeddings.patch_embedding.weight"] = value
-        elif name == "v.position_embd.weight":
-            state["vision_model.embeddings.position_embedding.weight"] = value
-        elif name.startswith("v.pre_ln."):
-            state["vision_model.pre_layrnorm." + name.rsplit(".", 1)[1]] = value
-        elif (m := _BLOCK.fullmatch(name)) and int(m.group(1)) < layer and m.group(2) in _BLOCK_KEYS:
-            state[f"vision_model.encoder.layers.{m.group(1)}.{_BLOCK_KEYS[m.group(2)]}.{m.group(3)}"] = value
-    tower = CLIPVisionModel(config)
-    if not any(k.startswith("vision_model.") for k in tower.state_dict()):  # transformers >= 5: no such level
-        state = {k.removeprefix("vision_model."): v for k, v in state.items()}
-    missing, _unexpected = tower.load_state_dict(state, strict=False)
-    missing = [k for k in missing if "post_layernorm" not in k and "position_ids" not in k]
-    if missing:
-        raise LLMGAInputError(f"{path.name} lacks CLIP tensors such as {missing[:3]}; it is not a LLaVA mmproj.")
+        key = _tower_key(name, layer)
+        if key is not None:
+            state[key] = _tensor(tensor, dtype)
+    tower = _adopt(CLIPVisionModel, config, state, path)
     try:
-        w0, b0 = _array(tensors["mm.0.weight"]), _array(tensors["mm.0.bias"])
-        w2, b2 = _array(tensors["mm.2.weight"]), _array(tensors["mm.2.bias"])
+        weights = {k: _tensor(tensors[f"mm.{k}"], dtype) for k in ("0.weight", "0.bias", "2.weight", "2.bias")}
     except KeyError:
         raise LLMGAInputError(f"{path.name} has no mm.0/mm.2 projector tensors; it is not a LLaVA mmproj.") from None
-    projector = nn.Sequential(nn.Linear(w0.shape[1], w0.shape[0]), nn.GELU(), nn.Linear(w2.shape[1], w2.shape[0]))
-    with torch.no_grad():
-        for linear, w, b in ((projector[0], w0, b0), (projector[2], w2, b2)):
-            linear.weight.copy_(torch.from_numpy(w))
-            linear.bias.copy_(torch.from_numpy(b))
+    with torch.device("meta"):
+        (out0, in0), (out2, in2) = weights["0.weight"].shape, weights["2.weight"].shape
+        projector = nn.Sequential(nn.Linear(in0, out0), nn.GELU(), nn.Linear(in2, out2))
+    projector.load_state_dict(weights, assign=True)
     mean = _known(field("clip.vision.image_mean", OPENAI_CLIP_MEAN), OPENAI_CLIP_MEAN)
     std = _known(field("clip.vision.image_std", OPENAI_CLIP_STD), OPENAI_CLIP_STD)
     size = config.image_size
@@ -178,8 +208,8 @@ def load_mmproj(path: str | Path, dtype: torch.dtype = torch.float32) -> MMProjV
         shortest_edge=size, crop_height=size, crop_width=size, image_mean=mean, image_std=std
     )
     return MMProjVision(
-        tower=tower.to(dtype).eval().requires_grad_(False),
-        projector=projector.to(dtype).eval().requires_grad_(False),
+        tower=tower.eval().requires_grad_(False),
+        projector=projector.eval().requires_grad_(False),
         clip_preprocess=preprocess,
         path=path,
     )

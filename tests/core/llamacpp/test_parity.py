@@ -12,6 +12,7 @@ binding with an f32 KV cache; the same folder runs through ``llmga_core.mllm``. 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -83,8 +84,15 @@ def _reference_greedy(ref: LoadedMLLM, embeds: torch.Tensor, steps: int) -> tupl
         token = int(logits.argmax())
         ids.append(token)
         step = ref.model.embed_tokens(torch.tensor([[token]]))
-        out = lm(inputs_embeds=step, past_key_values=out.past_key_values, use_cache=True)
+        out = lm(inputs_embeds=step, use_cache=True, **_cache_kwargs(lm, out))
     return ids, margins
+
+
+def _cache_kwargs(lm: Any, out: Any) -> dict[str, Any]:
+    """The KV cache handed back to the next step (newer transformers, 5.25 here, call ``past_key_values`` ``cache``)."""
+    if "cache" in inspect.signature(lm.forward).parameters:
+        return {"cache": out.cache}
+    return {"past_key_values": out.past_key_values}
 
 
 def _assert_greedy(got: list[int], want: list[int], margins: list[float]) -> None:
