@@ -58,7 +58,9 @@ if [ ! -f "$STAMPS/frontend" ] || [ "$(cat "$STAMPS/frontend")" != "$FRONTEND" ]
   printf '%s' "$FRONTEND" >"$STAMPS/frontend"
 fi
 cli_venv="$CACHE/venv-comfy-cli"
-if [ ! -f "$STAMPS/comfy-cli" ] || [ "$(cat "$STAMPS/comfy-cli")" != "$COMFY_CLI" ] || [ ! -x "$cli_venv/bin/comfy" ]; then
+# A venv copied or moved from another folder keeps the old path in its scripts' #! lines: run it to know.
+if [ ! -f "$STAMPS/comfy-cli" ] || [ "$(cat "$STAMPS/comfy-cli")" != "$COMFY_CLI" ] \
+  || ! "$cli_venv/bin/comfy" --help >/dev/null 2>&1; then
   log "installing $COMFY_CLI into $cli_venv"
   rm -rf "$cli_venv"
   "$(readlink -f "$PY")" -m venv "$cli_venv"
