@@ -25,6 +25,7 @@ from tests.conftest import png_bytes
 from tests.harness.client import ComfyClient
 from tests.harness.host import tiny_sd2v_models, tiny_sd_models, tiny_sdxl_models
 from tests.harness.inprocess import run_in_comfy
+from tests.host.test_editing_node import as_building_blocks, with_mask
 
 INVARIANTS = """
 import importlib
@@ -239,3 +240,23 @@ def test_sdxl_edit_on_the_server_and_bad_inputs_name_the_fix(comfy: ComfyClient)
     assert "height is 60 px" in error_of(sdxl_edit_graph(odd, "bad_side"))
 
     comfy.run(sdxl_edit_graph(picture, "edit_sdxl_after_errors"), timeout=900)  # the server keeps serving
+
+
+def test_sdxl_building_blocks_equal_the_edit_node(comfy: ComfyClient) -> None:
+    """LLMGA Edit Inversion → SamplerCustomAdvanced(LLMGA Masked CFG Guider, LLMGA Injected-Noise Sampler) on
+    SDXL conditionings (pooled vectors, size embeddings) gives the node's picture for a given mask."""
+    picture = comfy.upload_image("edit_sdxl_blocks.png", png_bytes(64, 64, seed=5))
+
+    def image_of(graph: dict, node: str) -> np.ndarray:
+        run = comfy.run(graph, timeout=900)
+        return np.asarray(comfy.view_image(run.outputs[node]["images"][0]).convert("RGB")).astype(np.int16)
+
+    def with_seed(graph: dict, seed: int) -> dict:
+        graph["6"]["inputs"]["seed"] = seed
+        return graph
+
+    node = image_of(with_seed(with_mask(sdxl_edit_graph(picture, "sdxl_blocks_node")), 21), "7")
+    blocks = as_building_blocks(with_seed(with_mask(sdxl_edit_graph(picture, "sdxl_blocks")), 21), "sdxl_blocks")
+    assert np.abs(image_of(blocks, "47") - node).max() <= 1
+    other = as_building_blocks(with_seed(with_mask(sdxl_edit_graph(picture, "sdxl_blocks_22")), 22), "sdxl_blocks_22")
+    assert np.abs(image_of(other, "47") - node).max() > 1

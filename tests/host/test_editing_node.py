@@ -125,33 +125,38 @@ def test_a_given_mask_replaces_the_diffedit_mask(comfy: ComfyClient, picture: st
 
 
 def custom_sampling_graph(image: str, prefix: str, seed: int = 7, steps: int = 2) -> dict:
-    """The same edit from the building blocks: inversion → SamplerCustomAdvanced(masked guider, injected noise)."""
-    graph = with_mask(edit_graph(image, prefix, seed=seed, steps=steps))
-    del graph["6"], graph["7"], graph["8"], graph["9"]
+    return as_building_blocks(with_mask(edit_graph(image, prefix, seed=seed, steps=steps)), prefix)
+
+
+def as_building_blocks(graph: dict, prefix: str) -> dict:
+    """The edit of node 6 (mask from node 32) rebuilt from the building blocks: inversion →
+    SamplerCustomAdvanced(masked guider, injected noise), saved by node 47."""
+    edit = graph["6"]["inputs"]
+    graph = {k: v for k, v in graph.items() if k not in ("6", "7", "8", "9")}
+    model, vae = edit["model"], edit["vae"]
+    shared = {"seed": edit["seed"], "steps": edit["steps"], "skip": edit["skip"]}
     graph.update(
         {
-            "40": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
+            "40": {"class_type": "VAEEncode", "inputs": {"pixels": edit["image"], "vae": vae}},
             "41": {
                 "class_type": "LLMGAEditInversion",
                 "inputs": {
-                    "model": ["1", 0],
+                    "model": model,
                     "latent": ["40", 0],
-                    "source": ["3", 0],
-                    "negative": ["5", 0],
-                    "seed": seed,
-                    "steps": steps,
-                    "skip": 25,
-                    "source_cfg": 3.5,
+                    "source": edit["source"],
+                    "negative": edit["negative"],
+                    "source_cfg": edit["source_cfg"],
+                    **shared,
                 },
             },
             "42": {
                 "class_type": "LLMGAMaskedCFGGuider",
                 "inputs": {
-                    "model": ["1", 0],
-                    "positive": ["4", 0],
-                    "negative": ["5", 0],
-                    "cfg": 7.5,
-                    "mask": ["32", 0],
+                    "model": model,
+                    "positive": edit["target"],
+                    "negative": edit["negative"],
+                    "cfg": edit["target_cfg"],
+                    "mask": edit["mask"],
                 },
             },
             "43": {"class_type": "LLMGAInjectedNoiseSampler", "inputs": {"edit_noise": ["41", 2]}},
@@ -166,7 +171,7 @@ def custom_sampling_graph(image: str, prefix: str, seed: int = 7, steps: int = 2
                     "latent_image": ["41", 0],
                 },
             },
-            "46": {"class_type": "VAEDecode", "inputs": {"samples": ["45", 0], "vae": ["1", 2]}},
+            "46": {"class_type": "VAEDecode", "inputs": {"samples": ["45", 0], "vae": vae}},
             "47": {"class_type": "SaveImage", "inputs": {"images": ["46", 0], "filename_prefix": f"{prefix}_image"}},
         }
     )
