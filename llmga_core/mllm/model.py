@@ -247,6 +247,13 @@ def _resolve_vision(
     if local is not None and local.is_dir() and (local / "config.json").is_file():
         cfg = _clip_config(local)
     source = "checkpoint"
+    if vision and clip_vision is not None:
+        log.warning(
+            "LLMGA: %s holds its own vision tower, which is used; the chosen tower %s is not (pick 'from "
+            "checkpoint' to silence this).",
+            folder.name,
+            Path(clip_vision).name,
+        )
     if not vision:
         source = str(clip_vision) if clip_vision is not None else str(local) if local is not None else ""
         if not source:

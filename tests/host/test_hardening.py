@@ -21,6 +21,7 @@ from tests.harness.client import ComfyClient, PromptRejected
 from tests.harness.server import ComfyServer
 
 QWEN = "llmga-Qwen2-0.5B-full-finetune"
+OLD_LLAMA2 = "llmga-llama-2-7b-chat-full-finetune"  # stored without tower weights
 SD15_INPAINT = "llmga-sd15-inpainting"
 CRAFTED = ["../../etc/passwd", "/etc/passwd"]
 
@@ -159,6 +160,35 @@ def test_empty_instruction_is_explained(comfy: ComfyClient) -> None:
     message = clear_error(comfy, mllm_graph(instruction="", seed=31), "LLMGAGeneratePrompt", "LLMGA Generate Prompt:")
     assert "instruction is empty" in message, message
     still_serving(comfy, seed=34)
+
+
+def test_empty_edit_instruction_is_explained(comfy: ComfyClient) -> None:
+    picture = comfy.upload_image("hardening_edit.png", png_bytes(64, 64, seed=8))
+    sampling = {"seed": 1, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6}
+    graph = {
+        "1": loader(),
+        "2": {"class_type": "LoadImage", "inputs": {"image": picture}},
+        "3": {
+            "class_type": "LLMGAEditPrompts",
+            "inputs": {"mllm": ["1", 0], "image": ["2", 0], "instruction": "  ", **sampling},
+        },
+        "4": show(["3", 0]),
+    }
+    message = clear_error(comfy, graph, "LLMGAEditPrompts", "LLMGA Edit Prompts:")
+    assert "edit instruction is empty" in message, message
+    still_serving(comfy, seed=35)
+
+
+def test_corrupt_clip_vision_file_is_explained(comfy: ComfyClient, comfy_server: ComfyServer) -> None:
+    """A folder stored without its tower (as LLMGA's old llama-2 release) takes one from models/clip_vision."""
+    bad = comfy_server.root / "models" / "clip_vision" / "corrupt_tower.safetensors"
+    bad.write_bytes(bytes(range(256)) * 64)
+    graph = mllm_graph(OLD_LLAMA2, seed=36)
+    graph["1"]["inputs"]["vision_tower"] = bad.name
+    message = clear_error(comfy, graph, "LLMGAMLLMLoader", "LLMGA MLLM Loader:")
+    assert "clip_vision/corrupt_tower.safetensors is corrupt or truncated" in message, message
+    assert "download that file again" in message, message
+    still_serving(comfy, seed=37)
 
 
 def test_enormous_instruction_to_the_mllm(comfy: ComfyClient) -> None:

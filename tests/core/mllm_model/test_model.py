@@ -69,6 +69,17 @@ def test_tower_from_clip_vision_folder() -> None:
     assert mllm.model.encode_images(golden_pixels(224)).shape == (1, 256, 32)
 
 
+def test_a_chosen_tower_beside_the_checkpoints_own_is_named_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from llmga_core.mllm.model import load_mllm
+    from tests.fixtures.tiny_mllm import tiny_clip_vision_dir, tiny_mllm_dir
+
+    with caplog.at_level("WARNING", logger="llmga_core.mllm.model"):
+        mllm = load_mllm(tiny_mllm_dir("qwen2"), clip_vision=tiny_clip_vision_dir())
+    assert mllm.vision_source == "checkpoint"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("holds its own vision tower" in m and "clip_vision" in m for m in messages), messages
+
+
 def test_vision_config_read_off_shapes() -> None:
     model = loaded("qwen2").model
     state = {f"vision_model.{k}": v for k, v in model.vision_tower.state_dict().items()}
