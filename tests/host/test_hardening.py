@@ -185,7 +185,10 @@ def test_corrupt_clip_vision_file_is_explained(comfy: ComfyClient, comfy_server:
     bad.write_bytes(bytes(range(256)) * 64)
     graph = mllm_graph(OLD_LLAMA2, seed=36)
     graph["1"]["inputs"]["vision_tower"] = bad.name
-    message = clear_error(comfy, graph, "LLMGAMLLMLoader", "LLMGA MLLM Loader:")
+    try:
+        message = clear_error(comfy, graph, "LLMGAMLLMLoader", "LLMGA MLLM Loader:")
+    finally:
+        bad.unlink()  # other modules on this server list models/clip_vision
     assert "clip_vision/corrupt_tower.safetensors is corrupt or truncated" in message, message
     assert "download that file again" in message, message
     still_serving(comfy, seed=37)
