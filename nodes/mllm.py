@@ -285,6 +285,13 @@ def _image_ref(
     task: str, handle: AnyMLLMHandle, image: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[ImageRef, torch.Tensor]:
     """The conversation's image (its key hashes the pixels) and what the MLLM sees, as an IMAGE preview."""
+    if image.shape[0] > 1:  # a turn holds one image, as in LLMGA; lists (not batches) map the node per image
+        logging.warning(
+            "LLMGA: the %s turn got a batch of %d images and uses the first; for one prompt per image put Rebatch "
+            "Images (batch_size 1) before the node.",
+            task,
+            image.shape[0],
+        )
     first = image[:1]
     first_mask = None if mask is None else (mask[:1] if mask.ndim == 3 else mask[None])
     prepared = prepare_mllm_image(task, first, first_mask, handle.clip_preprocess)

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import png_bytes
 from tests.fixtures.mllm_folders import BROKEN
 from tests.harness.client import ComfyClient
+from tests.harness.server import ComfyServer
 
 QWEN = "llmga-Qwen2-0.5B-full-finetune"
 OLD_LLAMA2 = "llmga-llama-2-7b-chat-full-finetune"  # stored without tower weights, as the old release
@@ -124,6 +125,28 @@ def test_image_tasks_and_a_second_turn(comfy: ComfyClient, picture: str) -> None
     assert [t["user"] for t in second][1] == "make it level 100"
     assert len(second) == 2 and second[0]["reply"] is not None
     assert json.loads(node_ui(run, "3")["conversation"][0])[0]["task"] == "outpainting"
+
+
+def test_an_image_list_gives_one_prompt_per_image_and_a_batch_says_how(
+    comfy: ComfyClient, comfy_server: ComfyServer, picture: str
+) -> None:
+    """ComfyUI maps the node over a list (Rebatch Images, batch_size 1); a batch uses its first image and the log
+    says how to get one prompt per image."""
+    batch = {"class_type": "RepeatImageBatch", "inputs": {"image": ["10", 0], "amount": 3}}
+    graph = {
+        "1": loader(),
+        "10": {"class_type": "LoadImage", "inputs": {"image": picture}},
+        "11": batch,
+        "12": {"class_type": "RebatchImages", "inputs": {"images": ["11", 0], "batch_size": 1}},
+        "2": generate("similar image", "", seed=41, tokens=4, image=["12", 0]),
+        "3": show(["2", 0]),
+        "4": generate("similar image", "", seed=42, tokens=4, image=["11", 0]),
+        "5": show(["4", 0]),
+    }
+    run = comfy.run(graph)
+    assert len(node_ui(run, "3")["text"]) == 3
+    assert len(node_ui(run, "5")["text"]) == 1
+    assert "got a batch of 3 images and uses the first" in comfy_server.log_text()
 
 
 def test_edit_prompts_give_source_and_target(comfy: ComfyClient, picture: str) -> None:
