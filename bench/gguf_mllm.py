@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from bench.common import write_result  # noqa: E402
 from bench.remote_mllm import bench_folder, bench_turns  # noqa: E402
-from llmga_core.export.gguf import GGUFExport, export_gguf  # noqa: E402
+from llmga_core.export.gguf import GGUF_DTYPES, GGUFExport, export_gguf  # noqa: E402
 from llmga_core.llamacpp import LlamaCppModel, LlamaCppSettings, load_mmproj, run_gguf_turn  # noqa: E402
 from llmga_core.mllm.generate import SamplingSettings, run_turn  # noqa: E402
 from llmga_core.mllm.model import load_mllm  # noqa: E402
@@ -51,8 +51,9 @@ TRANSFORMERS_DTYPES = ("float32", "bfloat16")
 
 
 def exported(folder: Path, workdir: Path, dtype: str) -> GGUFExport:
-    """The folder's GGUF pair at ``dtype``, written on the first run only."""
-    out = workdir / f"gguf-{folder.name}-{dtype}"
+    """The folder's GGUF pair at ``dtype``, written on the first run only (keyed by the folder's place too: the
+    tiny test folder and the Qwen2-0.5B layout share a released name)."""
+    out = workdir / f"gguf-{folder.parent.name}-{folder.name}-{dtype}"
     done = out / "export.json"
     if done.is_file():
         saved = json.loads(done.read_text())
@@ -126,7 +127,7 @@ def peak_rss(args: argparse.Namespace, side: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["tiny", "qwen2-0.5b"], default="tiny")
-    parser.add_argument("--dtype", choices=["f32", "f16", "q8_0", "q4_0"], default="q8_0")
+    parser.add_argument("--dtype", choices=list(GGUF_DTYPES), default="q8_0")
     parser.add_argument("--rss-dtypes", default="q4_0,q8_0,f16", help="GGUF dtypes whose peak RSS is measured")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)

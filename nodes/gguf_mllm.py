@@ -198,7 +198,7 @@ class LLMGAGGUFLoader(io.ComfyNode):
                 options=_gguf_files(),
                 tooltip="An LLMGA GGUF text model in models/llmga/gguf or models/LLM (from `python -m "
                 "llmga_core.export gguf`, or a community GGUF of an LLMGA model). f16: exact; Q8_0: near-exact, "
-                "half the memory; Q4_0: smallest.",
+                "half the memory; Q6_K / Q5_K_M / Q4_K_M: smaller steps down; Q4_0: smallest.",
             ),
             io.Combo.Input(
                 "vision",

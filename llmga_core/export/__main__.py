@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from .gguf import export_gguf
+from .gguf import GGUF_DTYPES, export_gguf
 from .hf_llava import export_hf_llava
 
 _COMMANDS = ("hf-llava", "gguf")
@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     gg.add_argument("out", help="the folder to write the two .gguf files into")
     gg.add_argument(
         "--dtype",
-        choices=["f32", "f16", "q8_0", "q4_0"],
+        choices=list(GGUF_DTYPES),
         default="f16",
-        help="weights of the text model (f16: exact; q8_0: near-exact, half of f16; q4_0: smallest)",
+        help="weights of the text model (f16: exact; q8_0: near-exact, half of f16; q6_k, q5_k_m, q4_k_m: "
+        "llama-quantize's K-quant mixes, quantised by the xllamacpp wheel's llama.cpp; q4_0: smallest)",
     )
     gg.add_argument("--clip-vision", default=None, help="CLIP folder, for a checkpoint stored without its tower")
     gg.add_argument("--template", default=None, help="LLMGA template name (default: chosen as the loader does)")

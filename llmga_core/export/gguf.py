@@ -28,6 +28,7 @@ from ..mllm.checkpoint import inspect_folder
 from ..mllm.image_prep import ClipPreprocessConfig
 from ..mllm.model import load_mllm
 from ..mllm.templates import select_template_for_folder
+from .gguf_kquants import KQUANT_MIXES, ggml_quantize, tensor_type
 from .gguf_mmproj import mmproj_hparams, mmproj_tensors
 from .gguf_text import GGUF_ARCH, as_array, text_hparams, text_tensors
 from .gguf_vocab import llama_cpp_model_name, vocab_from_tokenizer
@@ -35,12 +36,13 @@ from .hf_llava import PASSTHROUGH_CHAT_TEMPLATE
 
 __all__ = ["GENERATION_KEY", "GGUF_DTYPES", "TEMPLATE_KEY", "GGUFExport", "export_gguf"]
 
-GGUF_DTYPES = ("f32", "f16", "q8_0", "q4_0")
+GGUF_DTYPES = ("f32", "f16", "q8_0", "q4_0", *KQUANT_MIXES)
 _FILE_TYPES = {
     "f32": gguf.LlamaFileType.ALL_F32,
     "f16": gguf.LlamaFileType.MOSTLY_F16,
     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
     "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+    **{name: mix.file_type for name, mix in KQUANT_MIXES.items()},
 }
 _QUANTS = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
 TEMPLATE_KEY = "llmga.template"
@@ -61,6 +63,19 @@ def _writer(path: Path, arch: str, name: str, dtype: str) -> gguf.GGUFWriter:
     writer.add_name(name)
     writer.add_file_type(_FILE_TYPES[dtype])
     return writer
+
+
+def _add_kquant_tensor(writer: gguf.GGUFWriter, name: str, value: torch.Tensor, dtype: str, cfg: Any) -> None:
+    """A K-quant mix: llama-quantize's type for this matrix, quantised by llama.cpp itself; vectors in f32."""
+    if value.ndim != 2:
+        writer.add_tensor(name, as_array(value, False))
+        return
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    kind = tensor_type(name, int(value.shape[-1]), KQUANT_MIXES[dtype], int(cfg.num_hidden_layers), tied)
+    if kind == gguf.GGMLQuantizationType.F16:
+        writer.add_tensor(name, as_array(value, True))
+        return
+    writer.add_tensor(name, ggml_quantize(as_array(value, False), kind), raw_dtype=kind)
 
 
 def _add_text_tensor(writer: gguf.GGUFWriter, name: str, value: torch.Tensor, dtype: str) -> None:
@@ -104,7 +119,10 @@ def _write_text(mllm: Any, path: Path, name: str, template: str, dtype: str) -> 
     writer.add_string(TEMPLATE_KEY, template)
     writer.add_string(GENERATION_KEY, json.dumps(dict(mllm.folder.generation_config), sort_keys=True))
     for tensor_name, value in text_tensors(lm):
-        _add_text_tensor(writer, tensor_name, value, dtype)
+        if dtype in KQUANT_MIXES:
+            _add_kquant_tensor(writer, tensor_name, value, dtype, cfg)
+        else:
+            _add_text_tensor(writer, tensor_name, value, dtype)
     _finish(writer)
 
 
@@ -138,7 +156,8 @@ def export_gguf(
 ) -> GGUFExport:
     """Write the text GGUF and the mmproj GGUF of an LLMGA folder into ``out_dir``.
 
-    ``dtype`` is "f32", "f16", "q8_0" or "q4_0" (matrices; norms and biases stay f32); the mmproj of a
+    ``dtype`` is "f32", "f16", "q8_0", "q4_0" or a K-quant mix "q4_k_m", "q5_k_m", "q6_k" (matrices; norms and
+    biases stay f32; the K mixes need the xllamacpp wheel, whose llama.cpp quantizes them); the mmproj of a
     quantised export is f16 (``mmproj-<name>-f16.gguf``: the image rows run in torch from it).
     ``clip_vision`` is the CLIP folder for a checkpoint stored without its tower; ``template`` overrides the
     automatic LLMGA template choice.

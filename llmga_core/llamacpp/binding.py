@@ -24,6 +24,7 @@ from ctypes import (
     c_float,
     c_int8,
     c_int32,
+    c_int64,
     c_size_t,
     c_uint32,
     c_uint64,
@@ -170,6 +171,9 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "llama_set_n_threads": (None, [c_void_p, c_int32, c_int32]),
     "llama_attach_threadpool": (None, [c_void_p, c_void_p, c_void_p]),
     "ggml_threadpool_params_init": (None, [c_void_p, c_int32]),  # fills a caller buffer (no layout needed)
+    # (type, src floats, dst, first row's element index, rows, elements per row, importance matrix or NULL)
+    "ggml_quantize_chunk": (c_size_t, [c_int32, c_void_p, c_void_p, c_int64, c_int64, c_int64, c_void_p]),
+    "ggml_row_size": (c_size_t, [c_int32, c_int64]),
     "ggml_threadpool_new": (c_void_p, [c_void_p]),
     "ggml_threadpool_free": (None, [c_void_p]),
     "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
