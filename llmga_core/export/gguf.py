@@ -164,6 +164,10 @@ def export_gguf(
     """
     if dtype not in GGUF_DTYPES:
         raise LLMGAInputError(f"GGUF dtype must be one of {GGUF_DTYPES}, got {dtype!r}.")
+    if dtype in KQUANT_MIXES:
+        from ..llamacpp.binding import library
+
+        library()  # the K-quant bytes come from the xllamacpp wheel: say so before the model is read
     f16 = dtype != "f32"
     folder = Path(folder)
     choice = select_template_for_folder(folder, template)
