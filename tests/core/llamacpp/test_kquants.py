@@ -12,9 +12,8 @@ import pytest
 
 from llmga_core.export.gguf import export_gguf
 from llmga_core.export.gguf_kquants import KQUANT_MIXES, ggml_quantize, tensor_type
-from llmga_core.llamacpp import LlamaCppModel, LlamaCppSettings, inspect_gguf
-from llmga_core.llamacpp.generate import prefill, prompt_ids
-from llmga_core.mllm.templates import get_template
+from llmga_core.llamacpp import inspect_gguf
+from tests.fixtures.gguf_exports import first_step_cosine
 from tests.fixtures.llama_server import require_llama_server
 from tests.fixtures.tiny_mllm import WIDE, tiny_wide_mllm_dir
 
@@ -68,15 +67,6 @@ def test_llama_cpps_bytes_equal_the_gguf_packages_reference_quantizer(kind: Q) -
     assert np.array_equal(ggml_quantize(matrix, kind), gguf.quants.quantize(matrix, kind))
 
 
-def _logits(path: Path, template: str) -> np.ndarray:
-    model = LlamaCppModel(path, LlamaCppSettings(n_ctx=512, n_threads=2, kv_f32=True, flash_attn=False))
-    try:
-        prefill(model, prompt_ids(model, get_template(template).render(["A red fox in the snow.", None])))
-        return model.logits()
-    finally:
-        model.close()
-
-
 def test_a_q4_k_m_export_follows_the_mix_loads_and_stays_close(tmp_path: Path) -> None:
     folder = tiny_wide_mllm_dir()
     reference = export_gguf(folder, tmp_path / "f32", "f32")
@@ -101,8 +91,6 @@ def test_a_q4_k_m_export_follows_the_mix_loads_and_stays_close(tmp_path: Path) -
         back = gguf.quants.dequantize(np.asarray(tensor.data), types[tensor.name]).reshape(want.shape)
         low, high = noise[types[tensor.name]]
         assert low < np.sqrt(np.mean((back - want) ** 2) / np.mean(want**2)) < high, tensor.name
-    want = _logits(reference.model, reference.template)
-    got = _logits(export.model, export.template)
-    cosine = float(got @ want / np.linalg.norm(got) / np.linalg.norm(want))
+    cosine = first_step_cosine(export.model, reference.model, export.template)
     # random weights amplify rounding: 0.85 measured (q8_0 0.996, q4_0 with Q8_0 embeddings 0.957)
     assert cosine > 0.75, cosine

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from llmga_core.errors import LLMGAInputError
-from llmga_core.llamacpp import LlamaCppModel, LlamaCppSettings, binding, inspect_gguf
-from llmga_core.llamacpp.generate import prefill, prompt_ids
-from llmga_core.mllm.templates import get_template
-from tests.fixtures.gguf_exports import exported_gguf
+from llmga_core.llamacpp import LlamaCppModel, binding, inspect_gguf
+from tests.fixtures.gguf_exports import exported_gguf, first_step_cosine
 from tests.fixtures.llama_server import require_llama_server
 
 require_llama_server()
@@ -20,16 +17,6 @@ require_llama_server()
 FAMILY = "vicuna"
 # cosine of the first-step logits with the f32 export's (tiny random model: quantisation noise is large)
 MIN_COSINE = {"q8_0": 0.99, "q4_0": 0.9}
-
-
-def _logits(path: Path, template: str) -> np.ndarray:
-    model = LlamaCppModel(path, LlamaCppSettings(n_ctx=512, n_threads=2, kv_f32=True, flash_attn=False))
-    try:
-        prefill(model, prompt_ids(model, get_template(template).render(["A red fox in the snow.", None])))
-        return model.logits()
-    finally:
-        model.close()
-        assert model.closed
 
 
 @pytest.mark.parametrize("dtype", ["q8_0", "q4_0"])
@@ -43,9 +30,7 @@ def test_quantised_export_loads_and_stays_close(dtype: str) -> None:
     assert types["blk.0.attn_q.weight"] == (Q.Q8_0 if dtype == "q8_0" else Q.Q4_0)
     assert types["token_embd.weight"] == Q.Q8_0 and types["blk.0.attn_norm.weight"] == Q.F32
     assert inspect_gguf(export.model).file_type == (7 if dtype == "q8_0" else 2)
-    want = _logits(exported_gguf(FAMILY).model, export.template)
-    got = _logits(export.model, export.template)
-    cosine = float(got @ want / np.linalg.norm(got) / np.linalg.norm(want))
+    cosine = first_step_cosine(export.model, exported_gguf(FAMILY).model, export.template)
     assert cosine > MIN_COSINE[dtype], cosine
 
 
