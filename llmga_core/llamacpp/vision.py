@@ -94,15 +94,17 @@ def _known(values: Any, known: tuple[float, ...]) -> tuple[float, ...]:
     return known if len(got) == len(known) and np.allclose(got, known, rtol=0, atol=1e-7) else got
 
 
+_EMBEDDING_KEYS = {
+    "v.class_embd": "vision_model.embeddings.class_embedding",
+    "v.patch_embd.weight": "vision_model.embeddings.patch_embedding.weight",
+    "v.position_embd.weight": "vision_model.embeddings.position_embedding.weight",
+}
+
+
 def _tower_key(name: str, layer: int) -> str | None:
     """The transformers ``CLIPVisionModel`` key of an mmproj tensor; None for what the tower does not use."""
-    fixed = {
-        "v.class_embd": "vision_model.embeddings.class_embedding",
-        "v.patch_embd.weight": "vision_model.embeddings.patch_embedding.weight",
-        "v.position_embd.weight": "vision_model.embeddings.position_embedding.weight",
-    }
-    if name in fixed:
-        return fixed[name]
+    if name in _EMBEDDING_KEYS:
+        return _EMBEDDING_KEYS[name]
     if name.startswith("v.pre_ln."):
         return "vision_model.pre_layrnorm." + name.rsplit(".", 1)[1]
     if (m := _BLOCK.fullmatch(name)) and int(m.group(1)) < layer and m.group(2) in _BLOCK_KEYS:
@@ -110,7 +112,7 @@ def _tower_key(name: str, layer: int) -> str | None:
     return None
 
 
-def _adopt(model_class: Any, config: Any, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+def _adopt(model_class: Any, config: Any, state: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> nn.Module:
     """The tower built on the meta device with the file's tensors as its weights.
 
     No random initialisation and no second copy: a CLIP-L/336 tower loads in a fraction of the time, and the
@@ -125,7 +127,6 @@ def _adopt(model_class: Any, config: Any, state: dict[str, torch.Tensor], path: 
     missing = [k for k in missing if "post_layernorm" not in k and "position_ids" not in k]
     if missing:
         raise LLMGAInputError(f"{path.name} lacks CLIP tensors such as {missing[:3]}; it is not a LLaVA mmproj.")
-    dtype = next(iter(state.values())).dtype
     for name, param in list(tower.named_parameters()):
         if param.is_meta:
             owner, leaf = tower.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]
@@ -192,7 +193,7 @@ def load_mmproj(path: str | Path, dtype: torch.dtype = torch.float32) -> MMProjV
         key = _tower_key(name, layer)
         if key is not None:
             state[key] = _tensor(tensor, dtype)
-    tower = _adopt(CLIPVisionModel, config, state, path)
+    tower = _adopt(CLIPVisionModel, config, state, path, dtype)
     try:
         weights = {k: _tensor(tensors[f"mm.{k}"], dtype) for k in ("0.weight", "0.bias", "2.weight", "2.bias")}
     except KeyError:

@@ -28,7 +28,7 @@ import torch
 from ..errors import LLMGAInputError, clean_message, pickle_refusal
 from ..safe_paths import check_links, confine
 from ..weight_checks import check_weights
-from .quantize import is_out_of_memory
+from .quantize import raise_if_out_of_memory
 
 __all__ = [
     "LLM_PREFIX_KEYS",
@@ -300,8 +300,7 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, RuntimeError) as exc:  # safetensors' own text says nothing useful
-            if is_out_of_memory(exc):
-                raise MemoryError(f"reading {path.name}: {exc}") from exc
+            raise_if_out_of_memory(exc, f"reading {path.name}")
             if isinstance(exc, RuntimeError) and not isinstance(exc, SafetensorError):
                 raise
             raise LLMGAInputError(
@@ -313,8 +312,7 @@ def _load_file(path: Path, fmt: str) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:  # weights_only refused a global: never suggest loosening that
         raise pickle_refusal(f"{path.parent.name}/{path.name}", exc) from None
     except Exception as exc:  # corrupt files fail in many types
-        if is_out_of_memory(exc):
-            raise MemoryError(f"reading {path.name}: {exc}") from exc
+        raise_if_out_of_memory(exc, f"reading {path.name}")
         raise LLMGAInputError(
             f"{path.parent.name}/{path.name} cannot be read as plain tensors ({type(exc).__name__}: "
             f"{clean_message(str(exc))[:160]}); it is corrupt or truncated: download that file again."

@@ -54,12 +54,12 @@ from .quantize import (
     fix_bnb_cpu_small_layers,
     follow_weight_device_,
     install_command,
-    is_out_of_memory,
     missing_packages,
     prequantized_reason,
     quantize_fp8_,
     quantize_tables_,
     quiet_bnb,
+    raise_if_out_of_memory,
     serialized_bnb_choice,
 )
 from .tokenize import IMAGE_TOKEN_INDEX
@@ -490,8 +490,7 @@ def _load_llm(
                 None, config=cfg, state_dict=llm_state, dtype=dtype, output_loading_info=True, **extra
             )
     except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as exc:
-        if is_out_of_memory(exc):  # torch's CPU allocator raises a plain RuntimeError: not a mismatch
-            raise MemoryError(f"loading the LLM: {exc}") from exc  # the host names the smaller choices
+        raise_if_out_of_memory(exc, "loading the LLM")  # torch's CPU allocator raises a plain RuntimeError
         raise _mismatch(f"{folder.name}: config.json and the weights", exc, lambda: model_cls(cfg), llm_state) from None
     missing = [k for k in info.get("missing_keys", ()) if k != "lm_head.weight"]
     if missing:
@@ -511,8 +510,7 @@ def _load_vision(cfg: dict[str, Any], vision: dict[str, torch.Tensor], dtype: to
             None, config=config, state_dict=vision, dtype=dtype, output_loading_info=True
         )
     except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as exc:
-        if is_out_of_memory(exc):
-            raise MemoryError(f"loading the vision tower: {exc}") from exc
+        raise_if_out_of_memory(exc, "loading the vision tower")
         raise _mismatch("The CLIP vision config and weights", exc, lambda: CLIPVisionModel(config), vision) from None
     if info.get("missing_keys"):
         raise LLMGAInputError(f"The CLIP vision weights lack {sorted(info['missing_keys'])[:3]}. {_VISION_HELP}")

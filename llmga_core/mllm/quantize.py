@@ -59,6 +59,7 @@ __all__ = [
     "quantize_fp8_",
     "quantize_tables_",
     "quiet_bnb",
+    "raise_if_out_of_memory",
     "serialized_bnb_choice",
     "weight_bytes",
 ]
@@ -177,6 +178,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, (RuntimeError, OSError)) and any(word in text for word in _OOM_WORDS)
+
+
+def raise_if_out_of_memory(exc: BaseException, doing: str) -> None:
+    """Re-raise an allocation failure as ``MemoryError`` (what the loader node turns into its "choose a
+    smaller quantization" message), so it is never reported as a broken file or a config mismatch."""
+    if is_out_of_memory(exc):
+        raise MemoryError(f"{doing}: {exc}") from exc
 
 
 # -- fp8 storage ------------------------------------------------------------------------------------
